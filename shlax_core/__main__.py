@@ -1,0 +1,3 @@
+from shlax_core.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""The action contract: what one step does, what it reads from the host, how it checks itself.
+
+An action class declares its parameters as a dataclass (``Params``) and implements
+:meth:`Action.apply`. Actions never print: they call ``ctx.run`` (whose output goes to the one
+reporter) and ``ctx.log``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
+
+from shlax_core.backends import Mount, NoParams
+from shlax_core.process import Exec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shlax_core.backends import Backend
+    from shlax_core.recipe import Recipe, Step
+    from shlax_core.session import Session
+
+
+class Action:
+    """Base class of every action.
+
+    Class attributes:
+
+    - ``Params``: a dataclass of the parameters (see :mod:`shlax_core.params`).
+    - ``primary``: the parameter a non-table value fills: ``{ apt = ["curl"] }`` is
+      ``{ apt = { packages = ["curl"] } }`` when ``primary = "packages"``.
+    - ``caches``: names of download caches (``shlax.caches`` entry points) the action mounts.
+    """
+
+    Params: ClassVar[type] = NoParams
+    primary: ClassVar[Optional[str]] = None
+    caches: ClassVar[Sequence[str]] = ()
+    #: set by the plugin loader from the entry point
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = ""
+
+    def __init__(self, params: Any, step: "Step", recipe: "Recipe"):
+        self.params = params
+        self.step = step
+        self.recipe = recipe
+
+    def prepare(self) -> None:
+        """Check host-side inputs before anything runs (missing files...): raise RecipeError."""
+
+    def inputs(self, session: "Session") -> Mapping[str, str]:
+        """Digests of everything this step reads from the host; part of the cache key."""
+        return {}
+
+    def cache_names(self) -> Sequence[str]:
+        """Download caches to mount for this step (the class's ``caches`` by default)."""
+        return self.caches
+
+    def describe(self) -> str:
+        """A one-line summary of the step for the reporter."""
+        return self.name
+
+    def check(self, ctx: "StepContext") -> Optional[bool]:
+        """On host backends: True when already satisfied (reported ``ok``); None = cannot tell."""
+        return None
+
+    def apply(self, ctx: "StepContext") -> Optional[bool]:
+        """Do the work. Return False when nothing had to change (host backends report ``ok``)."""
+        raise NotImplementedError
+
+
+@dataclass
+class StepContext:
+    """Everything an action needs while it runs; created by the runner per step and backend."""
+
+    backend: "Backend"
+    step: "Step"
+    recipe: "Recipe"
+    session: "Session"
+    action: Action
+    mounts: list[Mount] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    log: Callable[[str], None] = lambda line: None
+
+    @property
+    def offline(self) -> bool:
+        return self.session.offline
+
+    @property
+    def is_image(self) -> bool:
+        return self.backend.kind == "image"
+
+    def run(self, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,
+            workdir: Optional[str] = None, user: Optional[str] = None, check: bool = True,
+            capture: bool = False, stdin: Optional[bytes] = None,
+            mounts: Sequence[Mount] = (), quiet: bool = False) -> Exec:
+        """Run argv on the backend with this step's mounts and environment.
+
+        ``quiet`` keeps the output out of the live view (checks that only probe state).
+        """
+        merged = dict(self.env)
+        if env:
+            merged.update(env)
+        return self.backend.run(list(argv), env=merged, workdir=workdir, user=user,
+                                mounts=[*self.mounts, *mounts], stdin=stdin, check=check,
+                                capture=capture, output=None if quiet else self.log)
+
+    def facts(self) -> dict[str, str]:
+        return self.backend.facts()
+
+    def cache(self, name: str) -> Any:
+        return self.session.cache(name)
+
+    def host_path(self, relative: str) -> Path:
+        return Path(os.path.normpath(self.recipe.dir / relative))

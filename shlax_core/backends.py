@@ -1,0 +1,159 @@
+"""The backend contract: where steps apply.
+
+Two kinds. A *host* backend (local, ssh, podman container) applies steps in place and actions
+check before they act, reporting ``ok`` or ``changed``. An *image* backend (buildah) runs steps in a
+working container and commits each as a layer keyed by content; the runner asks it which keys
+already exist and restarts from the first missing one.
+
+A backend only moves bytes and runs argv lists; it knows no package manager.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
+
+from shlax_core.process import Exec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shlax_core.recipe import Target
+    from shlax_core.session import Session
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host folder (or file) lent to one step at ``target``; never part of a layer."""
+
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass
+class NoParams:
+    """A backend or action that takes no options."""
+
+
+@dataclass
+class Stat:
+    """What host-backend checks need to know about a remote path."""
+
+    exists: bool
+    mode: int = 0
+    digest: Optional[str] = None
+    is_dir: bool = False
+    owner: Optional[str] = None  # "user:group"
+
+
+class Backend:
+    """Base class of every backend. Subclasses set ``kind`` and ``Params``.
+
+    The runner calls :meth:`open` before the first step and :meth:`close` always, even after a
+    failure or Ctrl-C; ``close`` must leave nothing behind.
+    """
+
+    kind: ClassVar[str] = "host"
+    Params: ClassVar[type] = NoParams
+    #: set by the plugin loader from the entry point
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = ""
+
+    def __init__(self, target: "Target", params: Any, session: "Session", label: Optional[str] = None):
+        self.target = target
+        self.params = params
+        self.session = session
+        self.label = label or target.name
+
+    @classmethod
+    def expand(cls, params: Any) -> list[tuple[str, Any]]:
+        """One (label, params) per machine this target reaches: fleets return several."""
+        return [("", params)]
+
+    def open(self) -> None:
+        """Connect, create the working container, ... Raise StepFailed/Unreachable on failure."""
+
+    def close(self) -> None:
+        """Release everything :meth:`open` and the steps created. Called even after failures."""
+
+    def run(self, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,
+            workdir: Optional[str] = None, user: Optional[str] = None,
+            mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
+            check: bool = True, capture: bool = False,
+            output: Optional[Callable[[str], None]] = None) -> Exec:
+        """Run one argv list on the target, streaming output lines to ``output``."""
+        raise NotImplementedError
+
+    def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
+                    paths: Sequence[str] = ()) -> None:
+        """Extract a tar archive (made by the core) at ``dest``, keeping its modes.
+
+        With ``owner`` ("user" or "user:group", names resolved in the target), the extracted
+        ``paths`` are then owned by it.
+        """
+        raise NotImplementedError
+
+    def stat(self, path: str) -> Stat:
+        """Existence, mode and sha256 of a file on the target (used by checks on host backends)."""
+        raise NotImplementedError
+
+    def facts(self) -> dict[str, str]:
+        """Key/values from the target's /etc/os-release (cached per backend): ID, VERSION_CODENAME..."""
+        cached = getattr(self, "_facts", None)
+        if cached is None:
+            result = self.run(["cat", "/etc/os-release"], check=False, capture=True)
+            cached = parse_os_release(result.output if result.ok else "")
+            self._facts = cached
+        return cached
+
+
+class ImageBackend(Backend):
+    """A backend that builds an image: steps run in a working container, each committed as a layer."""
+
+    kind: ClassVar[str] = "image"
+
+    def base_key(self) -> str:
+        """Resolve the base image and return its identity (image ID): the parent of the first step."""
+        raise NotImplementedError
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, str]:
+        """Which of these step keys already have a layer: key -> image ID. One call, not one per key."""
+        raise NotImplementedError
+
+    def start(self, image: Optional[str]) -> None:
+        """Create the working container from a layer image ID, or from the base when None."""
+        raise NotImplementedError
+
+    def commit(self, key: str, meta: Mapping[str, str]) -> str:
+        """Commit the working container as the layer for ``key``; return its image ID."""
+        raise NotImplementedError
+
+    def finish(self, key: str, config: Any, meta: Mapping[str, str]) -> str:
+        """Apply image configuration and commit the final image under the target's names."""
+        raise NotImplementedError
+
+    def tag(self, image: str) -> None:
+        """Point the target's image names at an existing image (everything was cached)."""
+        raise NotImplementedError
+
+    def config_data(self) -> Any:
+        """The image configuration as canonical data: part of the final image's key."""
+        return None
+
+    def names(self) -> list[str]:
+        """The names the final image is committed under."""
+        return []
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    facts = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            facts[k.strip()] = v.strip().strip('"').strip("'")
+    return facts
+
+
+def replace(params: Any, **changes: Any) -> Any:
+    return dataclasses.replace(params, **changes)

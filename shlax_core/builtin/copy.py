@@ -1,0 +1,131 @@
+"""The ``copy`` action: files, directories and globs from the recipe's directory into the target.
+
+Semantics follow a Dockerfile's COPY: a directory source copies its *contents* into ``dest``; a
+file source goes into ``dest`` when ``dest`` ends with ``/`` or there are several sources, and
+*is* ``dest`` otherwise. Files travel as one tar archive (modes and owner set in it), so every
+backend extracts them the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional, Union
+
+from shlax_core.actions import Action, StepContext
+from shlax_core.cache.hashing import entry_digest, tree_digest
+from shlax_core.files import Entry, select
+from shlax_core.params import doc
+
+
+@dataclass
+class CopyParams:
+    src: Union[str, list[str]] = doc("files, directories or globs, relative to the recipe file")
+    dest: str = doc("absolute path in the target; a directory when it ends with / or for several sources")
+    mode: Optional[str] = doc('permission bits for copied files, octal, e.g. "0644"', None)
+    owner: Optional[str] = doc('"user" or "user:group" owning the copied files', None)
+    exclude: list[str] = doc("gitignore-style patterns to leave out (added to .shlaxignore)", default_factory=list)
+
+    def validate(self) -> Optional[str]:
+        if not self.dest.startswith("/"):
+            return f"dest {self.dest!r} must be an absolute path"
+        if self.mode is not None:
+            try:
+                if not 0 <= int(self.mode, 8) <= 0o7777:
+                    raise ValueError
+            except ValueError:
+                return f"mode {self.mode!r} must be octal permission bits like \"0644\""
+        if isinstance(self.src, list) and not self.src:
+            return "src is an empty list"
+        return None
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.src] if isinstance(self.src, str) else list(self.src)
+
+
+class Copy(Action):
+    """Copy files from the recipe's directory into the target.
+
+    Example: ``{ copy = { src = ["pyproject.toml", "app/"], dest = "/app/", owner = "app" } }``
+    """
+
+    Params = CopyParams
+
+    def prepare(self) -> None:
+        self._plan: Optional[list[tuple[str, Entry]]] = None
+        self.plan()
+
+    def plan(self) -> list[tuple[str, Entry]]:
+        """(destination path, entry) for every file; raises RecipeError on a bad source."""
+        if getattr(self, "_plan", None) is not None:
+            return self._plan  # type: ignore[return-value]
+        p = self.params
+        where = self.recipe.locate(f"{self.step.path}.copy.src")
+        groups = select(self.recipe.dir, p.sources, p.exclude, where=where)
+        into_dir = p.dest.endswith("/") or len(groups) > 1
+        out: list[tuple[str, Entry]] = []
+        for match, entries in groups:
+            if os.path.isdir(match) and not os.path.islink(match):
+                out.extend((posixpath.join(p.dest, e.arcname.replace(os.sep, "/")), e) for e in entries)
+            elif into_dir:
+                out.extend((posixpath.join(p.dest, e.arcname), e) for e in entries)
+            else:
+                out.extend((p.dest, e) for e in entries)
+        self._plan = out
+        return out
+
+    def inputs(self, session) -> Mapping[str, str]:
+        pairs = [(dest, e.path) for dest, e in self.plan()]
+        return {"files": tree_digest(pairs, session.stat_cache)}
+
+    def describe(self) -> str:
+        src = ", ".join(self.params.sources)
+        return f"copy {src if len(src) < 50 else src[:47] + '...'} -> {self.params.dest}"
+
+    def archive(self, directory: str) -> Path:
+        """Write the tar archive to extract at ``/``: destination paths, modes, owner."""
+        p = self.params
+        mode = int(p.mode, 8) if p.mode else None
+        path = Path(directory) / "copy.tar"
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+            for dest, entry in self.plan():
+                info = tar.gettarinfo(entry.path, arcname=dest.lstrip("/"))
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mtime = 0 if entry.kind == "dir" else info.mtime
+                if mode is not None and entry.kind == "file":
+                    info.mode = mode
+                if entry.kind == "file":
+                    with open(entry.path, "rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
+        return path
+
+    def check(self, ctx: StepContext) -> Optional[bool]:
+        """Host backends: satisfied when every file's content digest and mode already match."""
+        files = [(dest, e) for dest, e in self.plan() if e.kind == "file"]
+        want_mode = int(self.params.mode, 8) if self.params.mode else None
+        for dest, entry in files:
+            st = ctx.backend.stat(dest)
+            digest, mode = entry_digest(entry.path, ctx.session.stat_cache)
+            if not st.exists or st.digest != digest or st.mode != (want_mode if want_mode is not None else mode):
+                return False
+            if self.params.owner and getattr(st, "owner", None) not in (None, *self._owners()):
+                return False
+        return bool(files) or None
+
+    def _owners(self) -> tuple[str, ...]:
+        owner = self.params.owner or ""
+        return (owner, owner if ":" in owner else f"{owner}:{owner}")
+
+    def apply(self, ctx: StepContext) -> Optional[bool]:
+        with tempfile.TemporaryDirectory(prefix="shlax-copy-") as tmp:
+            ctx.backend.put_archive(self.archive(tmp), "/", owner=self.params.owner,
+                                    paths=[dest for dest, _ in self.plan()])
+        return True

@@ -1,0 +1,1 @@
+"""Step keys, content hashing with a stat cache, and the record of layer use for pruning."""

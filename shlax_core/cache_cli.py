@@ -1,0 +1,185 @@
+"""``shlax cache ls | du | prune``: the layer cache and the download caches, listed and pruned.
+
+Builds never delete anything; pruning is explicit and bounded by age and/or a size budget.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from shlax_core.errors import ShlaxError
+
+UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtb]?)i?b?\s*", text.lower())
+    if not m:
+        raise ShlaxError(f"size {text!r} is not like 500M or 10G", hint="units: K, M, G, T")
+    return int(float(m.group(1)) * UNITS[m.group(2)])
+
+
+def parse_age(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
+    if not m:
+        raise ShlaxError(f"age {text!r} is not like 12h, 7d or 2w", hint="units: s, m, h, d, w")
+    return float(m.group(1)) * AGE_UNITS[m.group(2)]
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def du(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def _layer_backends() -> list[Any]:
+    """Installed image backends that keep layers (guarded: a broken one is skipped with a note)."""
+    from shlax_core.plugins import Plugins
+
+    plugins = Plugins()
+    found = []
+    for name in plugins.names("backend"):
+        try:
+            cls = plugins.load("backend", name)
+        except ShlaxError as exc:
+            click.echo(f"note: {exc.message}", err=True)
+            continue
+        if hasattr(cls, "list_layers"):
+            found.append(cls)
+    return found
+
+
+def _download_caches() -> list[Any]:
+    from shlax_core.plugins import Plugins
+
+    plugins = Plugins()
+    out = []
+    for name in plugins.names("cache"):
+        try:
+            out.append(plugins.load("cache", name)())
+        except ShlaxError as exc:
+            click.echo(f"note: {exc.message}", err=True)
+    return out
+
+
+def _layers() -> list[dict[str, Any]]:
+    from shlax_core.cache import usage
+
+    used = usage.load()
+    rows = []
+    for backend in _layer_backends():
+        for layer in backend.list_layers():
+            info = used.get(layer["key"], {})
+            layer.setdefault("created", info.get("created"))
+            layer["used"] = info.get("used") or layer.get("created")
+            layer["target"] = info.get("target", "")
+            layer["step"] = info.get("step", "")
+            layer["backend"] = backend
+            rows.append(layer)
+    return rows
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cache() -> None:
+    """The layer cache and the download caches."""
+
+
+@cache.command("ls")
+@click.option("--json", "json_mode", is_flag=True)
+def ls(json_mode: bool) -> None:
+    """List layers shlax made (newest use first) and the download cache folders."""
+    import json
+
+    layers = sorted(_layers(), key=lambda r: -(r["used"] or 0))
+    caches = [{"name": c.name, "folders": [str(f) for f in c.folders()]} for c in _download_caches()]
+    if json_mode:
+        click.echo(json.dumps({"layers": [{k: v for k, v in r.items() if k != "backend"} for r in layers],
+                               "downloads": caches}, indent=2, default=str))
+        return
+    click.echo(f"{len(layers)} layers")
+    now = time.time()
+    for r in layers:
+        age = f"{(now - r['used']) / 3600:.1f}h ago" if r.get("used") else "?"
+        click.echo(f"  {r['key'][:16]}  {r['image'][:12]}  {human(r.get('size') or 0):>9}  used {age:<10}"
+                   f"  {r['target']} {r['step']}")
+    click.echo("download caches")
+    for c in caches:
+        for folder in c["folders"]:
+            click.echo(f"  {c['name']:<6} {folder}")
+
+
+@cache.command("du")
+def du_cmd() -> None:
+    """Disk used by layers and by each download cache."""
+    layers = _layers()
+    click.echo(f"layers    {human(sum(r.get('size') or 0 for r in layers)):>10}  ({len(layers)} layers)")
+    for c in _download_caches():
+        size = sum(du(Path(f)) for f in c.folders() if Path(f).exists())
+        click.echo(f"{c.name:<9} {human(size):>10}  {', '.join(str(f) for f in c.folders())}")
+
+
+@cache.command()
+@click.option("--older-than", metavar="AGE", help="Remove layers not used for AGE (12h, 7d, 2w).")
+@click.option("--max-size", metavar="SIZE", help="Remove least recently used layers until they fit in SIZE.")
+@click.option("--all", "everything", is_flag=True, help="Remove every layer shlax made.")
+@click.option("--downloads", is_flag=True, help="Also let download caches drop stale files.")
+@click.option("--dry-run", is_flag=True, help="Say what would go, remove nothing.")
+def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, downloads: bool,
+          dry_run: bool) -> None:
+    """Remove cold layers, bounded by age and/or a size budget (never during a build)."""
+    from shlax_core.cache import usage
+
+    if not (older_than or max_size or everything or downloads):
+        raise ShlaxError("say what to prune: --older-than AGE, --max-size SIZE, --all or --downloads",
+                         hint="e.g. shlax cache prune --older-than 7d --max-size 10G")
+    layers = sorted(_layers(), key=lambda r: r["used"] or 0)  # coldest first
+    doomed: list[dict[str, Any]] = []
+    if everything:
+        doomed = list(layers)
+    else:
+        if older_than:
+            limit = time.time() - parse_age(older_than)
+            doomed += [r for r in layers if (r["used"] or 0) < limit]
+        if max_size:
+            budget = parse_size(max_size)
+            kept = [r for r in layers if r not in doomed]
+            total = sum(r.get("size") or 0 for r in kept)
+            for r in kept:
+                if total <= budget:
+                    break
+                doomed.append(r)
+                total -= r.get("size") or 0
+    freed = sum(r.get("size") or 0 for r in doomed)
+    for r in doomed:
+        click.echo(f"{'would remove' if dry_run else 'remove'} {r['key'][:16]} {r['target']} {r['step']}")
+    if not dry_run and doomed:
+        by_backend: dict[Any, list[str]] = {}
+        for r in doomed:
+            by_backend.setdefault(r["backend"], []).append(r["image"])
+        for backend, images in by_backend.items():
+            backend.remove_layers(images)
+        usage.forget(r["key"] for r in doomed)
+    if downloads:
+        for c in _download_caches():
+            freed += c.prune(dry_run=dry_run)
+    click.echo(f"{'would free' if dry_run else 'freed'} {human(freed)} ({len(doomed)} layers)")

@@ -1,0 +1,224 @@
+"""The ``shlax`` command line: run, plan, plugins, actions, cache.
+
+Start-up stays lean: this module imports click and nothing of any plugin; plugin commands are
+listed from entry-point names and imported only when invoked.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any, Optional
+
+import click
+
+from shlax_core import __version__
+from shlax_core.errors import ShlaxError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class LazyGroup(click.Group):
+    """Built-in commands plus ``shlax.commands`` entry points, imported only when invoked."""
+
+    def _plugin_names(self) -> list[str]:
+        from importlib.metadata import entry_points
+
+        try:
+            return sorted({ep.name for ep in entry_points(group="shlax.commands")})
+        except Exception:
+            return []
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugin_names()))
+
+    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            return cmd
+        if name not in self._plugin_names():
+            return None
+        if ctx.resilient_parsing or "--help" in sys.argv[1:2]:
+            return click.Command(name, help="(plugin command)")
+        from shlax_core.plugins import Plugins
+
+        plugins = Plugins()
+        try:
+            plugins.load("command", name)
+        except ShlaxError as exc:
+            return click.Command(name, callback=lambda: _fail(exc), help=f"(broken plugin) {exc}")
+        found: dict[str, click.Command] = {}
+        plugins.pm.hook.shlax_register_commands(register=lambda c: found.setdefault(c.name, c))
+        return found.get(name)
+
+
+def _fail(exc: ShlaxError) -> None:
+    raise exc
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="shlax")
+def cli() -> None:
+    """Build container images and provision hosts from one TOML recipe.
+
+    Every image step is a layer keyed by its content; downloads are cached on the host.
+    Recipe reference: docs/recipes.md.
+    """
+
+
+def _session(json_mode: bool, offline: bool = False, no_cache: bool = False, pull: bool = False,
+             recipe_dir: Any = None, buffer_hosts: bool = False, **options: Any):
+    from shlax_core.output import make_reporter
+    from shlax_core.plugins import Plugins
+    from shlax_core.session import Session
+
+    reporter = make_reporter(json_mode, buffer_hosts=buffer_hosts)
+    return Session(Plugins(), reporter, offline=offline, no_cache=no_cache, pull=pull,
+                   recipe_dir=recipe_dir, options=options)
+
+
+def _run(recipe_file: Optional[str], targets: tuple[str, ...], plan: bool, json_mode: bool,
+         jobs: int, fail_fast: bool, **options: Any) -> None:
+    from shlax_core import recipe as recipe_mod
+    from shlax_core.runner import Runner
+
+    recipe = recipe_mod.load(recipe_file)
+    session = _session(json_mode, recipe_dir=recipe.dir, buffer_hosts=jobs > 1, **options)
+    try:
+        code = Runner(recipe, session).run(targets, plan=plan, jobs=jobs, fail_fast=fail_fast)
+    finally:
+        session.reporter.close()
+    sys.exit(code)
+
+
+_common = [
+    click.argument("recipe_file", required=False, metavar="[RECIPE]"),
+    click.argument("targets", nargs=-1),
+    click.option("--json", "json_mode", is_flag=True, help="One JSON event per line."),
+    click.option("-j", "--jobs", default=10, show_default=True, help="Hosts of a fleet handled at once."),
+    click.option("--fail-fast", is_flag=True, help="Stop at the first failing host or target."),
+    click.option("--offline", is_flag=True, help="Use only cached downloads; never touch the network."),
+    click.option("--no-cache", is_flag=True, help="Rebuild every layer (download caches still used)."),
+    click.option("--pull", is_flag=True, help="Pull registry base images again to notice new upstream versions."),
+]
+
+
+def _options(f: Any) -> Any:
+    for deco in reversed(_common):
+        f = deco(f)
+    return f
+
+
+@cli.command(context_settings=CONTEXT)
+@_options
+@click.option("--push", is_flag=True, help="Push the final images to their registry names.")
+@click.option("--cache-to", metavar="REGISTRY/REPO", help="Push every new step layer there, under its key.")
+@click.option("--cache-from", metavar="REGISTRY/REPO", help="Pull missing step layers from there.")
+@click.option("--tls-verify/--no-tls-verify", default=True, help="Verify registry TLS (default: on).")
+def run(recipe_file: Optional[str], targets: tuple[str, ...], **kw: Any) -> None:
+    """Build or apply the targets of RECIPE (default ./shlax.toml); all targets when none is named."""
+    _run(recipe_file, targets, False, **kw)
+
+
+@cli.command(context_settings=CONTEXT)
+@_options
+def plan(recipe_file: Optional[str], targets: tuple[str, ...], **kw: Any) -> None:
+    """Show, per step, whether it is cached or will run and why; on hosts, what would change."""
+    _run(recipe_file, targets, True, **kw)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--json", "json_mode", is_flag=True, help="Machine-readable output.")
+def plugins(json_mode: bool) -> None:
+    """Installed plugins: distribution, version, what each provides, and load errors."""
+    import json
+
+    from shlax_core.plugins import Plugins
+
+    rows = Plugins().inventory()
+    if json_mode:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    by_dist: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_dist.setdefault(f"{row['distribution']} {row['version']}", []).append(row)
+    for dist, items in sorted(by_dist.items()):
+        click.echo(dist)
+        for row in items:
+            status = f"BROKEN: {row['error']}" if row["error"] else row.get("summary", "")
+            click.echo(f"  {row['kind']:<8} {row['name']:<12} {status}")
+    broken = [r for r in rows if r["error"]]
+    if broken:
+        click.echo(f"\n{len(broken)} broken plugin entr{'y' if len(broken) == 1 else 'ies'}", err=True)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+def actions(name: Optional[str]) -> None:
+    """List actions, or show one action's parameters and example (from its own docs)."""
+    import inspect
+
+    from shlax_core import params as P
+    from shlax_core.plugins import Plugins
+
+    plugins_ = Plugins()
+    if not name:
+        for action in plugins_.names("action"):
+            try:
+                cls = plugins_.load("action", action)
+                summary = (inspect.getdoc(cls) or "").splitlines()[0]
+            except ShlaxError as exc:
+                summary = f"BROKEN: {exc.message}"
+            click.echo(f"{action:<10} {summary}")
+        return
+    cls = plugins_.load("action", name)
+    click.echo(f"{name} ({cls.version})\n")
+    click.echo(inspect.getdoc(cls) or "")
+    click.echo("\nParameters:")
+    for pname, ptype, default, pdoc in P.describe(cls.Params):
+        primary = "  (the step's value)" if pname == cls.primary else ""
+        click.echo(f"  {pname:<10} {ptype}, {default}{primary}\n      {pdoc}")
+
+
+from shlax_core.cache_cli import cache  # noqa: E402  (a small module of click commands)
+
+cli.add_command(cache)
+
+
+def _plugin_of(tb: Any) -> str:
+    """The distribution whose code raised, walking the traceback from the innermost frame."""
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions()
+    for frame, _ in reversed(list(traceback.walk_tb(tb))):
+        top = frame.f_globals.get("__name__", "").split(".")[0]
+        if top and top != "shlax_core" and top in dists:
+            return dists[top][0]
+    return "shlax"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="shlax", standalone_mode=False)
+    except ShlaxError as exc:
+        click.echo(f"shlax: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("shlax: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("shlax: interrupted", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        plugin = _plugin_of(exc.__traceback__)
+        traceback.print_exc()
+        click.echo(f"shlax: internal error in {plugin}: {type(exc).__name__}: {exc}\n"
+                   f"  this is a bug in {plugin}, not in your recipe: please report it", err=True)
+        sys.exit(70)
+    sys.exit(0)

@@ -1,0 +1,216 @@
+"""Finding plugins: named things through stevedore (by name, only when asked), hooks through pluggy.
+
+Entry-point groups (names are the words users type in recipes):
+
+- ``shlax.actions``  -> an :class:`~shlax_core.actions.Action` subclass
+- ``shlax.backends`` -> a :class:`~shlax_core.backends.Backend` subclass
+- ``shlax.caches``   -> a :class:`~shlax_core.caches.Cache` subclass
+- ``shlax.commands`` -> a module implementing ``shlax_register_commands``
+- ``shlax.hooks``    -> a module of hook implementations, registered for every run
+
+Loading is guarded per entry point: a plugin that fails to import is reported where it is
+needed (and listed by ``shlax plugins``), and never breaks what does not use it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import pluggy
+
+from shlax_core import hookspecs
+from shlax_core.errors import PluginError
+from shlax_core.params import closest
+
+GROUPS = {
+    "action": "shlax.actions",
+    "backend": "shlax.backends",
+    "cache": "shlax.caches",
+    "command": "shlax.commands",
+    "hooks": "shlax.hooks",
+}
+
+#: where a user finds a plugin they do not have yet
+KNOWN_PROVIDERS = {
+    ("action", "apt"): "shlax-plugin-apt",
+    ("cache", "apt"): "shlax-plugin-apt",
+    ("action", "pip"): "shlax-plugin-pip",
+    ("cache", "pip"): "shlax-plugin-pip",
+    ("action", "npm"): "shlax-plugin-npm",
+    ("cache", "npm"): "shlax-plugin-npm",
+    ("backend", "buildah"): "shlax-plugin-buildah",
+    ("backend", "podman"): "shlax-plugin-podman",
+    ("backend", "ssh"): "shlax-plugin-ssh",
+}
+
+BLOCK_ENV = "SHLAX_DISABLE_PLUGINS"
+
+
+def get_plugin_manager(*, register: Iterable[Any] = ()) -> pluggy.PluginManager:
+    """A fresh plugin manager with shlax's hook specs; tests build their own and register in memory."""
+    pm = pluggy.PluginManager("shlax")
+    pm.add_hookspecs(hookspecs)
+    for plugin in register:
+        pm.register(plugin)
+    if os.environ.get("SHLAX_TRACE_HOOKS"):
+        pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"[hook] {msg}"))
+        pm.enable_tracing()
+    return pm
+
+
+@dataclass
+class EntryPoint:
+    """One entry point with the distribution that declares it (metadata only; nothing imported)."""
+
+    group: str
+    name: str
+    value: str
+    dist: str
+    version: str
+    ep: Any = field(repr=False, default=None)
+
+
+def _blocked() -> set[str]:
+    return {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
+
+
+def entry_points(group: str) -> dict[str, list[EntryPoint]]:
+    """All entry points of a group by name, one per distinct distribution."""
+    found: dict[str, list[EntryPoint]] = {}
+    blocked = _blocked()
+    for ep in importlib.metadata.entry_points(group=group):
+        dist = getattr(ep, "dist", None)
+        dname = dist.metadata["Name"] if dist is not None else "?"
+        version = dist.version if dist is not None else "0"
+        if dname in blocked or ep.name in blocked:
+            continue
+        entries = found.setdefault(ep.name, [])
+        if not any(e.dist == dname for e in entries):
+            entries.append(EntryPoint(group, ep.name, ep.value, dname, version, ep))
+    return found
+
+
+class Plugins:
+    """Loads named plugins on demand and registers their modules' hooks with the plugin manager.
+
+    ``extra`` injects in-memory plugins (tests): ``{"action": {"echo": EchoAction}}``. They win
+    over installed entry points of the same name.
+    """
+
+    def __init__(self, pm: Optional[pluggy.PluginManager] = None,
+                 extra: Optional[dict[str, dict[str, Any]]] = None):
+        self.pm = pm or get_plugin_manager()
+        self.extra = extra or {}
+        self._eps: dict[str, dict[str, list[EntryPoint]]] = {}
+        self._loaded: dict[tuple[str, str], Any] = {}
+        self._hooks_loaded = False
+
+    # -- metadata (no import) -----------------------------------------------------------------
+    def eps(self, kind: str) -> dict[str, list[EntryPoint]]:
+        if kind not in self._eps:
+            self._eps[kind] = entry_points(GROUPS[kind])
+        return self._eps[kind]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(set(self.eps(kind)) | set(self.extra.get(kind, {})))
+
+    def has(self, kind: str, name: str) -> bool:
+        return name in self.extra.get(kind, {}) or name in self.eps(kind)
+
+    # -- loading ------------------------------------------------------------------------------
+    def load(self, kind: str, name: str, *, where: Optional[str] = None) -> Any:
+        """The plugin object for ``name``; a PluginError that says what to do when it is missing."""
+        key = (kind, name)
+        if key in self._loaded:
+            return self._loaded[key]
+        if name in self.extra.get(kind, {}):
+            obj = self.extra[kind][name]
+            self._remember(key, obj, name, getattr(obj, "version", "") or "0")
+            return obj
+        candidates = self.eps(kind).get(name)
+        if not candidates:
+            raise self._missing(kind, name, where)
+        if len(candidates) > 1:
+            owners = " and ".join(f"{c.dist} {c.version}" for c in candidates)
+            raise PluginError(f"the {kind} name {name!r} is claimed by two distributions: {owners}",
+                              where=where, hint="uninstall one of them (pip uninstall NAME)")
+        ep = candidates[0]
+        obj = self._import(ep, where)
+        self._remember(key, obj, name, ep.version)
+        return obj
+
+    def _import(self, ep: EntryPoint, where: Optional[str]) -> Any:
+        from stevedore import DriverManager
+
+        failures: list[BaseException] = []
+
+        def failed(_mgr: Any, _ep: Any, exc: BaseException) -> None:
+            failures.append(exc)
+
+        try:
+            mgr = DriverManager(ep.group, ep.name, invoke_on_load=False,
+                                on_load_failure_callback=failed, verify_requirements=False)
+            return mgr.driver
+        except Exception as exc:  # NoMatches after a failed import, or MultipleMatches
+            error = failures[0] if failures else exc
+            raise PluginError(
+                f"plugin {ep.name!r} ({ep.dist} {ep.version}) failed to load: "
+                f"{type(error).__name__}: {error}", where=where,
+                hint=f"reinstall or upgrade it (pip install -U {ep.dist}); `shlax plugins` lists broken plugins"
+            ) from None
+
+    def _remember(self, key: tuple[str, str], obj: Any, name: str, version: str) -> None:
+        if isinstance(obj, type):
+            if not obj.__dict__.get("name"):
+                obj.name = name
+            obj.version = version
+        module = sys.modules.get(getattr(obj, "__module__", ""))
+        if module is not None and not self.pm.is_registered(module):
+            self.pm.register(module, name=f"{key[0]}:{name}")
+            self.pm.check_pending()
+        self._loaded[key] = obj
+
+    def _missing(self, kind: str, name: str, where: Optional[str]) -> PluginError:
+        names = self.names(kind)
+        sugg = closest(name, names)
+        hint_parts = []
+        if sugg:
+            hint_parts.append(f"did you mean {' or '.join(repr(s) for s in sugg)}?")
+        provider = KNOWN_PROVIDERS.get((kind, name))
+        if provider:
+            hint_parts.append(f"{name!r} is provided by {provider}: pip install {provider}")
+        hint_parts.append(f"installed {kind}s: {', '.join(names) or 'none'}")
+        return PluginError(f"unknown {kind} {name!r}", where=where, hint="; ".join(hint_parts))
+
+    def load_hooks(self) -> None:
+        """Register every ``shlax.hooks`` plugin (done for run/plan, never for --help)."""
+        if self._hooks_loaded:
+            return
+        self._hooks_loaded = True
+        for name in self.names("hooks"):
+            self.load("hooks", name)
+
+    # -- listing ------------------------------------------------------------------------------
+    def inventory(self) -> list[dict[str, Any]]:
+        """Every installed plugin entry, imported, with its load error if any (``shlax plugins``)."""
+        rows = []
+        for kind, group in GROUPS.items():
+            for name, eps in sorted(self.eps(kind).items()):
+                for ep in eps:
+                    row = {"kind": kind, "name": name, "distribution": ep.dist, "version": ep.version,
+                           "object": ep.value, "error": None}
+                    if len(eps) > 1:
+                        row["error"] = "name claimed by " + " and ".join(e.dist for e in eps)
+                    else:
+                        try:
+                            obj = ep.ep.load()
+                            doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
+                            row["summary"] = doc[0] if doc else ""
+                        except Exception as exc:  # guarded: list it as broken
+                            row["error"] = f"{type(exc).__name__}: {exc}"
+                    rows.append(row)
+        return rows

@@ -1,0 +1,101 @@
+"""Running commands: argv lists only, output streamed line by line, children killed on interrupt."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional, Sequence
+
+from shlax_core.errors import StepFailed
+
+TAIL = 20
+
+
+@dataclass
+class Exec:
+    """The result of one command."""
+
+    argv: list[str]
+    returncode: int
+    output: str = ""
+    tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
+        stdin: Optional[bytes] = None, check: bool = True, capture: bool = False,
+        output: Optional[Callable[[str], None]] = None, display: Optional[Sequence[str]] = None) -> Exec:
+    """Run ``argv``; stream merged stdout/stderr lines to ``output``; keep the tail for errors.
+
+    ``display`` is the command as shown to the user in a failure (the step's own argv rather
+    than the backend's wrapper). On any exception (Ctrl-C included) the child's process group
+    is terminated before the exception propagates, so nothing keeps running behind the user.
+    """
+    argv = [str(a) for a in argv]
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL)
+    captured: list[str] = []
+    proc = subprocess.Popen(
+        argv, env=dict(env) if env is not None else None, cwd=cwd,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        if stdin is not None:
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            tail.append(line)
+            if capture:
+                captured.append(line)
+            if output is not None:
+                output(line)
+        returncode = proc.wait()
+    except BaseException:
+        terminate(proc)
+        raise
+    result = Exec(argv, returncode, "\n".join(captured), list(tail))
+    if check and returncode != 0:
+        shown = list(display) if display is not None else argv
+        raise StepFailed(f"command exited with code {returncode}", argv=shown, returncode=returncode,
+                         tail=list(tail))
+    return result
+
+
+def terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def quiet(argv: Sequence[str], *, check: bool = True, stdin: Optional[bytes] = None,
+          env: Optional[Mapping[str, str]] = None) -> Exec:
+    """Run a short bookkeeping command and capture its output (no streaming)."""
+    proc = subprocess.run([str(a) for a in argv], input=stdin, capture_output=True, env=env)
+    out = proc.stdout.decode("utf-8", "replace")
+    err = proc.stderr.decode("utf-8", "replace")
+    result = Exec(list(map(str, argv)), proc.returncode, out, (out + err).splitlines()[-TAIL:])
+    if check and proc.returncode != 0:
+        raise StepFailed(f"command exited with code {proc.returncode}", argv=result.argv,
+                         returncode=proc.returncode, tail=result.tail)
+    return result

@@ -1,0 +1,239 @@
+"""Recipes: TOML -> :class:`Recipe` (targets and their steps), with ``file:line`` errors.
+
+Format (full reference in docs/recipes.md)::
+
+    [steps]                         # named step lists, reused with { use = "NAME" }
+    python = [ { apt = ["python3"] } ]
+
+    [targets.app]
+    backend = "buildah"             # default: buildah when `base` is set
+    base = "debootstrap:bookworm"   # everything but `backend` and `steps` is a backend option
+    image = "localhost/app"
+    steps = [
+      { use = "python" },
+      { copy = { src = "app/", dest = "/app" } },
+      { run = ["make", "install"], workdir = "/app" },
+    ]
+
+A step is a table whose *first key* names the action. Its value is either a table of the action's
+parameters or the value of the action's primary parameter; the other keys of the step are more
+parameters. Loading the recipe imports no plugin: actions and backends are resolved later, for
+the selected targets only (:mod:`shlax_core.resolve`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from shlax_core.errors import RecipeError
+from shlax_core.locate import Locator
+from shlax_core.params import closest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_FILE = "shlax.toml"
+TOP_KEYS = ("steps", "targets")
+TARGET_CORE_KEYS = ("backend", "steps", "description")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class Step:
+    """One step as written: the action name, its raw value, and where it stands in the recipe."""
+
+    action: str
+    value: Any
+    options: dict[str, Any]
+    path: str
+    where: str
+    via: tuple[str, ...] = ()
+
+    def data(self, primary: Optional[str]) -> tuple[dict[str, Any], str]:
+        """The parameters as one table, and the key path they live at (for errors)."""
+        if isinstance(self.value, dict):
+            clash = set(self.value) & set(self.options)
+            if clash:
+                raise RecipeError(f"{self.path}: {sorted(clash)[0]!r} is given twice",
+                                  where=self.where, hint="give each parameter once")
+            return {**self.value, **self.options}, f"{self.path}.{self.action}"
+        if primary is None:
+            raise RecipeError(f"{self.path}.{self.action} must be a table of parameters",
+                              where=self.where,
+                              hint=f"write {{ {self.action} = {{ ... }} }}; `shlax actions {self.action}` lists them")
+        if primary in self.options:
+            raise RecipeError(f"{self.path}: {primary!r} is given twice", where=self.where)
+        return {primary: self.value, **self.options}, self.path
+
+    @property
+    def label(self) -> str:
+        return self.path
+
+
+@dataclass
+class Target:
+    name: str
+    backend: str
+    options: dict[str, Any]
+    steps: list[Step]
+    path: str
+    where: str
+    description: str = ""
+
+
+@dataclass
+class Recipe:
+    path: Path
+    targets: dict[str, Target]
+    step_lists: dict[str, list[Step]]
+    locate: Locator = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def dir(self) -> Path:
+        return self.path.parent
+
+    def select(self, names: tuple[str, ...] | list[str]) -> list[Target]:
+        """The targets to run, in recipe order; all of them when ``names`` is empty."""
+        if not names:
+            if not self.targets:
+                raise RecipeError("the recipe has no targets", where=str(self.path),
+                                  hint="add a [targets.NAME] table with a `steps` list")
+            return list(self.targets.values())
+        chosen = []
+        for name in names:
+            if name not in self.targets:
+                sugg = closest(name, self.targets)
+                raise RecipeError(
+                    f"unknown target {name!r}", where=str(self.path),
+                    hint=(f"did you mean {sugg[0]!r}? " if sugg else "")
+                    + f"targets: {', '.join(self.targets) or 'none'}")
+            chosen.append(self.targets[name])
+        return chosen
+
+
+def find(path: Optional[str]) -> Path:
+    """The recipe file: the argument, or shlax.toml in the current directory."""
+    p = Path(path) if path else Path(DEFAULT_FILE)
+    if p.is_dir():
+        p = p / DEFAULT_FILE
+    if not p.is_file():
+        raise RecipeError(f"no recipe at {p}", hint="pass the recipe file: shlax run path/to/recipe.toml"
+                          if not path else "check the path")
+    return p.resolve()
+
+
+def load(path: Optional[str]) -> Recipe:
+    """Parse and structurally validate a recipe; imports no plugin."""
+    p = find(path)
+    shown = str(Path(path) if path else Path(DEFAULT_FILE))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", where=shown) from None
+    return parse(text, p, shown)
+
+
+def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
+    shown = shown or str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        where = f"{shown}:{m.group(1)}:{m.group(2)}" if m else shown
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
+        raise RecipeError(f"TOML syntax error: {msg}", where=where,
+                          hint="see https://toml.io for the syntax") from None
+    loc = Locator(shown, text)
+    for key in data:
+        if key not in TOP_KEYS:
+            sugg = closest(key, TOP_KEYS)
+            raise RecipeError(f"unknown top-level key {key!r}", where=loc(key),
+                              hint=f"did you mean {sugg[0]!r}?" if sugg else
+                              "a recipe has [steps] (named step lists) and [targets.NAME] tables")
+    raw_lists = data.get("steps", {})
+    if not isinstance(raw_lists, dict):
+        raise RecipeError("`steps` at the top level must be a table of named step lists",
+                          where=loc("steps"), hint='write [steps] then python = [ { apt = ["python3"] } ]')
+    step_lists: dict[str, list[Step]] = {}
+    for name, items in raw_lists.items():
+        step_lists[name] = _steps(items, f"steps.{name}", loc)
+    raw_targets = data.get("targets", {})
+    if not isinstance(raw_targets, dict):
+        raise RecipeError("`targets` must be a table of targets", where=loc("targets"),
+                          hint="write [targets.NAME]")
+    targets: dict[str, Target] = {}
+    for name, raw in raw_targets.items():
+        tpath = f"targets.{name}"
+        if not _NAME.match(name):
+            raise RecipeError(f"target name {name!r} may hold only letters, digits, '.', '_' and '-'",
+                              where=loc(tpath))
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{tpath} must be a table", where=loc(tpath), hint=f"write [{tpath}]")
+        options = {k: v for k, v in raw.items() if k not in TARGET_CORE_KEYS}
+        backend = raw.get("backend")
+        if backend is None:
+            if "base" in raw:
+                backend = "buildah"
+            else:
+                raise RecipeError(f"{tpath} needs a `backend`", where=loc(tpath),
+                                  hint='e.g. backend = "buildah" (with base = "...") or "local", "ssh", "podman"')
+        if not isinstance(backend, str):
+            raise RecipeError(f"{tpath}.backend must be a string", where=loc(f"{tpath}.backend"))
+        if "steps" not in raw:
+            raise RecipeError(f"{tpath} has no `steps` list", where=loc(tpath),
+                              hint='add steps = [ { run = ["true"] } ]')
+        steps = _expand(_steps(raw["steps"], f"{tpath}.steps", loc), step_lists, loc, ())
+        description = raw.get("description", "")
+        if not isinstance(description, str):
+            raise RecipeError(f"{tpath}.description must be a string", where=loc(f"{tpath}.description"))
+        targets[name] = Target(name, backend, options, steps, tpath, loc(tpath), description)
+    # named lists must be valid even when no target uses them: check `use` references now
+    for name, items in step_lists.items():
+        _expand(items, step_lists, loc, (name,))
+    return Recipe(path, targets, step_lists, loc)
+
+
+def _steps(items: Any, path: str, loc: Locator) -> list[Step]:
+    if not isinstance(items, list):
+        raise RecipeError(f"{path} must be a list of steps", where=loc(path),
+                          hint='write steps = [ { run = ["echo", "hi"] } ]')
+    steps = []
+    for i, item in enumerate(items):
+        spath = f"{path}[{i}]"
+        if not isinstance(item, dict) or not item:
+            raise RecipeError(f"{spath} must be a table naming an action, e.g. {{ run = [\"make\"] }}",
+                              where=loc(spath))
+        action, value = next(iter(item.items()))
+        options = dict(list(item.items())[1:])
+        steps.append(Step(action, value, options, spath, loc(spath)))
+    return steps
+
+
+def _expand(steps: list[Step], lists: dict[str, list[Step]], loc: Locator,
+            chain: tuple[str, ...]) -> list[Step]:
+    out: list[Step] = []
+    for step in steps:
+        if step.action != "use":
+            out.append(Step(step.action, step.value, step.options, step.path, step.where, chain))
+            continue
+        name = step.value
+        if step.options or not isinstance(name, str):
+            raise RecipeError(f"{step.path}: `use` takes the name of a step list, alone",
+                              where=step.where, hint='write { use = "python" }')
+        if name not in lists:
+            sugg = closest(name, lists)
+            raise RecipeError(f"{step.path}: unknown step list {name!r}", where=step.where,
+                              hint=(f"did you mean {sugg[0]!r}? " if sugg else "")
+                              + f"step lists: {', '.join(lists) or 'none (define them under [steps])'}")
+        if name in chain:
+            raise RecipeError(f"{step.path}: step list {name!r} uses itself "
+                              f"({' -> '.join([*chain, name])})", where=step.where)
+        out.extend(_expand(lists[name], lists, loc, (*chain, name)))
+    return out

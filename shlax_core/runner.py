@@ -1,0 +1,320 @@
+"""Plan a target, then execute it step by step, reporting events.
+
+Image targets: compute every step's key, ask the backend which layers exist, restart from the
+last existing one, commit each new step as a layer. Host targets: each action checks, then
+applies only what is not satisfied; a fleet's hosts run in parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional
+
+from shlax_core import __version__
+from shlax_core.actions import Action, StepContext
+from shlax_core.backends import Backend, ImageBackend
+from shlax_core.cache import history, keys
+from shlax_core.errors import Interrupted, ShlaxError, StepFailed, Unreachable
+from shlax_core.params import canonical
+from shlax_core.recipe import Recipe
+from shlax_core.resolve import Resolved, resolve
+from shlax_core.session import Session
+
+
+@dataclass
+class HostResult:
+    target: str
+    host: str
+    counts: dict[str, int] = field(default_factory=dict)
+    status: str = "success"   # success | failed | unreachable | interrupted
+    image: Optional[str] = None
+
+    def add(self, status: str) -> None:
+        self.counts[status] = self.counts.get(status, 0) + 1
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM while cleaning up, so a second Ctrl-C cannot leave debris."""
+    try:
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _raise_interrupted(signum: int, _frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C: every ``finally`` runs and removes what it made."""
+    try:
+        old = signal.signal(signal.SIGTERM, _raise_interrupted)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+class Runner:
+    def __init__(self, recipe: Recipe, session: Session):
+        self.recipe = recipe
+        self.session = session
+        self.reporter = session.reporter
+        self.results: list[HostResult] = []
+
+    # -- entry ---------------------------------------------------------------------------------
+    def run(self, names: tuple[str, ...] | list[str] = (), *, plan: bool = False, jobs: int = 10,
+            fail_fast: bool = False) -> int:
+        """Returns the exit code: 0 all succeeded, 1 a step or host failed, 130 interrupted."""
+        resolved = resolve(self.recipe, names, self.session)  # every user error surfaces here
+        self.session.plugins.load_hooks()
+        started = time.monotonic()
+        self.reporter.emit("run_start", recipe=str(self.recipe.path), plan=plan,
+                           targets=[r.target.name for r in resolved])
+        code = 0
+        try:
+            with interruptible():
+                for r in resolved:
+                    if issubclass(r.backend_cls, ImageBackend):
+                        result = self._image(r, plan)
+                        self.results.append(result)
+                    else:
+                        self.results.extend(self._hosts(r, plan, jobs, fail_fast))
+                    if any(x.status != "success" for x in self.results) and fail_fast:
+                        break
+        except (KeyboardInterrupt, Interrupted):
+            code = 130
+        finally:
+            self.session.save()
+        if code == 0 and any(x.status != "success" for x in self.results):
+            code = 1
+        status = {0: "success", 1: "failed", 130: "interrupted"}[code]
+        self.reporter.emit("run_end", status=status, elapsed=time.monotonic() - started,
+                           recap=[vars(x) for x in self.results], recap_lines=self._recap_lines())
+        return code
+
+    def _recap_lines(self) -> list[str]:
+        hosts = [r for r in self.results if r.image is None]
+        if len(hosts) < 2:
+            return []
+        lines = ["", "recap:"]
+        width = max(len(f"{r.target}@{r.host}") for r in hosts)
+        for r in hosts:
+            c = r.counts
+            lines.append(f"  {f'{r.target}@{r.host}':<{width}}  ok={c.get('ok', 0)} changed={c.get('changed', 0)}"
+                         f" failed={c.get('failed', 0)} unreachable={1 if r.status == 'unreachable' else 0}")
+        return lines
+
+    # -- shared step machinery ------------------------------------------------------------------
+    def context(self, backend: Backend, action: Action, where: dict[str, Any]) -> StepContext:
+        ctx = StepContext(backend=backend, step=action.step, recipe=self.recipe, session=self.session,
+                          action=action, log=lambda line: self.reporter.output(line, **where))
+        for name in action.cache_names():
+            cache = self.session.cache(name, where=action.step.where)
+            ctx.mounts.extend(cache.mounts(ctx))
+            ctx.env.update(cache.env(ctx))
+        for extra in self.session.hook.shlax_step_mounts(ctx=ctx):
+            ctx.mounts.extend(extra or [])
+        for extra in self.session.hook.shlax_step_env(ctx=ctx):
+            ctx.env.update(extra or {})
+        return ctx
+
+    @contextlib.contextmanager
+    def locks(self, ctx: StepContext) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for name in ctx.action.cache_names():
+                stack.enter_context(self.session.cache(name).lock(ctx))
+            yield
+
+    def _step_event(self, event: str, where: dict[str, Any], index: int, total: int, action: Action,
+                    **extra: Any) -> None:
+        self.reporter.emit(event, **where, index=index, total=total, step=action.describe(),
+                           path=action.step.path, **extra)
+
+    def _failed(self, where: dict[str, Any], index: int, total: int, action: Action, exc: BaseException,
+                started: float, status: str = "failed") -> None:
+        error: dict[str, Any] = {"message": getattr(exc, "message", str(exc))}
+        if isinstance(exc, StepFailed):
+            error.update(argv=exc.argv, returncode=exc.returncode, tail=exc.tail)
+        self._step_event("step_end", where, index, total, action, status=status,
+                         elapsed=time.monotonic() - started, error=error)
+        self.session.hook.shlax_step_finish(target=self.recipe.targets[where["target"]], step=action.step,
+                                            host=where["host"],
+                                            status=status, elapsed=time.monotonic() - started)
+
+    # -- image targets -------------------------------------------------------------------------
+    def _image(self, r: Resolved, plan: bool) -> HostResult:
+        target = r.target
+        backend = r.backend_cls(target, r.backend_params, self.session)
+        assert isinstance(backend, ImageBackend)
+        where = {"target": target.name, "host": backend.label}
+        result = HostResult(target.name, backend.label)
+        total = len(r.actions)
+        started = time.monotonic()
+        self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan)
+        action: Optional[Action] = None
+        index = 0
+        step_started = started
+        try:
+            backend.open()
+            parent = keys.base_key(backend.base_key())
+            parts: list[dict[str, Any]] = []
+            for a in r.actions:
+                part = {"parent": parent, "action": a.name, "version": a.version,
+                        "params": canonical(a.params), "inputs": dict(a.inputs(self.session))}
+                parent = keys.step_key(parent, a.name, a.version, part["params"], part["inputs"])
+                part["key"] = parent
+                parts.append(part)
+            final_key = keys.step_key(parent, "image-config", r.backend_cls.version or __version__,
+                                      backend.config_data(), {})
+            step_keys = [p["key"] for p in parts]
+            found = {} if self.session.no_cache else backend.lookup([*step_keys, final_key])
+            start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
+            previous = history.load(self.recipe.path, target.name)
+            for i, a in enumerate(r.actions):
+                if i <= start or final_key in found:
+                    self._step_event("step_end", where, i + 1, total, a, status="cached")
+                    result.add("cached")
+                elif plan:
+                    prev = previous[i] if i < len(previous) else None
+                    reason = "--no-cache" if self.session.no_cache else history.why(parts[i], prev)
+                    self._step_event("step_end", where, i + 1, total, a, status="run", reason=reason)
+                    result.add("run")
+            if plan:
+                summary = "up to date" if final_key in found else f"{result.counts.get('run', 0)} steps to run"
+                self.reporter.emit("target_end", **where, summary=summary, elapsed=time.monotonic() - started)
+                return result
+            if final_key in found:
+                backend.tag(found[final_key])
+                result.image = found[final_key]
+            else:
+                backend.start(found[step_keys[start]] if start >= 0 else None)
+                for i in range(start + 1, total):
+                    action, index = r.actions[i], i + 1
+                    step_started = time.monotonic()
+                    self._step_event("step_start", where, index, total, action)
+                    self.session.hook.shlax_step_start(target=target, step=action.step, host=backend.label)
+                    ctx = self.context(backend, action, {**where, "index": index})
+                    with self.locks(ctx):
+                        action.apply(ctx)
+                    backend.commit(step_keys[i], {"step": action.step.path, "action": action.name,
+                                                  "target": target.name})
+                    elapsed = time.monotonic() - step_started
+                    self._step_event("step_end", where, index, total, action, status="done", elapsed=elapsed)
+                    self.session.hook.shlax_step_finish(target=target, step=action.step, host=backend.label,
+                                                        status="done", elapsed=elapsed)
+                    result.add("done")
+                    history.save(self.recipe.path, target.name, parts[: i + 1])
+                action = None
+                result.image = backend.finish(final_key, {"target": target.name})
+            history.save(self.recipe.path, target.name, parts)
+            cached = result.counts.get("cached", 0)
+            summary = f"image {', '.join(backend.names()) or result.image} ({cached} cached, {result.counts.get('done', 0)} run)"
+            self.reporter.emit("target_end", **where, summary=summary, image=result.image,
+                               elapsed=time.monotonic() - started)
+        except StepFailed as exc:
+            result.status = "failed"
+            if action is not None:
+                self._failed(where, index, total, action, exc, step_started)
+            else:
+                self.reporter.emit("step_end", **where, index=0, total=total, step="prepare",
+                                   status="failed", elapsed=0,
+                                   error={"message": exc.message, "argv": exc.argv,
+                                          "returncode": exc.returncode, "tail": exc.tail})
+            self.reporter.emit("target_end", **where, summary="failed, nothing committed for the failed step",
+                               elapsed=time.monotonic() - started)
+        except (KeyboardInterrupt, Interrupted):
+            result.status = "interrupted"
+            self.reporter.emit("warning", message="interrupted: removing the working container; "
+                                                  "layers committed so far are kept for the next run")
+            raise
+        except ShlaxError:
+            raise
+        finally:
+            with shielded():
+                backend.close()
+        return result
+
+    # -- host targets --------------------------------------------------------------------------
+    def _hosts(self, r: Resolved, plan: bool, jobs: int, fail_fast: bool) -> list[HostResult]:
+        instances = r.backend_cls.expand(r.backend_params)
+        if len(instances) == 1:
+            label, params = instances[0]
+            return [self._host(r, label or r.target.name, params, plan)]
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(instances)))) as pool:
+            futures = [pool.submit(self._host, r, label, params, plan) for label, params in instances]
+            return [f.result() for f in futures]
+
+    def _host(self, r: Resolved, label: str, params: Any, plan: bool) -> HostResult:
+        target = r.target
+        backend = r.backend_cls(target, params, self.session, label=label)
+        where = {"target": target.name, "host": label}
+        result = HostResult(target.name, label)
+        total = len(r.actions)
+        started = time.monotonic()
+        self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan)
+        try:
+            backend.open()
+        except StepFailed as exc:
+            result.status = "unreachable" if isinstance(exc, Unreachable) else "failed"
+            self.reporter.emit("step_end", **where, index=0, total=total, step="connect", status=result.status,
+                               elapsed=time.monotonic() - started,
+                               error={"message": exc.message, "argv": exc.argv, "returncode": exc.returncode,
+                                      "tail": exc.tail})
+            self.reporter.emit("target_end", **where, summary=result.status, elapsed=time.monotonic() - started)
+            with shielded():
+                backend.close()
+            return result
+        try:
+            for i, action in enumerate(r.actions):
+                index = i + 1
+                step_started = time.monotonic()
+                self._step_event("step_start", where, index, total, action)
+                self.session.hook.shlax_step_start(target=target, step=action.step, host=label)
+                try:
+                    ctx = self.context(backend, action, {**where, "index": index})
+                    with self.locks(ctx):
+                        satisfied = action.check(ctx)
+                        if satisfied:
+                            status = "ok"
+                        elif plan:
+                            status = "change"
+                        else:
+                            status = "ok" if action.apply(ctx) is False else "changed"
+                except StepFailed as exc:
+                    result.status = "unreachable" if isinstance(exc, Unreachable) else "failed"
+                    result.add("failed")
+                    self._failed(where, index, total, action, exc, step_started, status=result.status)
+                    break
+                elapsed = time.monotonic() - step_started
+                result.add(status)
+                self._step_event("step_end", where, index, total, action, status=status, elapsed=elapsed)
+                self.session.hook.shlax_step_finish(target=target, step=action.step, host=label,
+                                                    status=status, elapsed=elapsed)
+        except (KeyboardInterrupt, Interrupted):
+            result.status = "interrupted"
+            raise
+        finally:
+            with shielded():
+                backend.close()
+        c = result.counts
+        summary = (f"ok={c.get('ok', 0)} {'change' if plan else 'changed'}="
+                   f"{c.get('change' if plan else 'changed', 0)} failed={c.get('failed', 0)}")
+        self.reporter.emit("target_end", **where, summary=summary, status=result.status,
+                           elapsed=time.monotonic() - started)
+        return result

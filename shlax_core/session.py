@@ -1,0 +1,45 @@
+"""One invocation's shared state: plugins, the reporter, and the user's run options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from shlax_core.cache.hashing import StatCache
+from shlax_core.output import Reporter
+from shlax_core.plugins import Plugins
+
+
+@dataclass
+class Session:
+    plugins: Plugins
+    reporter: Reporter
+    offline: bool = False
+    no_cache: bool = False
+    pull: bool = False
+    #: options plugins add to `shlax run` (push, cache-from...), by name
+    options: dict[str, Any] = field(default_factory=dict)
+    recipe_dir: Optional[Path] = None
+    _stat_cache: Optional[StatCache] = None
+    _caches: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stat_cache(self) -> StatCache:
+        if self._stat_cache is None:
+            self._stat_cache = StatCache(self.recipe_dir or Path.cwd())
+        return self._stat_cache
+
+    def cache(self, name: str, where: Optional[str] = None) -> Any:
+        """The download cache plugin instance called ``name`` (loaded on first use)."""
+        if name not in self._caches:
+            self._caches[name] = self.plugins.load("cache", name, where=where)()
+        return self._caches[name]
+
+    @property
+    def hook(self) -> Any:
+        return self.plugins.pm.hook
+
+    def save(self) -> None:
+        if self._stat_cache is not None:
+            self._stat_cache.save()

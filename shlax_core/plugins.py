@@ -153,7 +153,7 @@ class Plugins:
 
         try:
             mgr = DriverManager(ep.group, ep.name, invoke_on_load=False,
-                                on_load_failure_callback=failed, verify_requirements=False)
+                                on_load_failure_callback=failed)
             return mgr.driver
         except Exception as exc:  # NoMatches after a failed import, or MultipleMatches
             error = failures[0] if failures else exc

@@ -1,0 +1,341 @@
+"""A pytest plugin for plugin authors: run a recipe against a recording fake backend, in memory.
+
+Installed with shlax (the ``pytest11`` entry point ``shlax``), so any test suite in a venv with
+shlax gets the ``shlax_recipe`` fixture, the way tox ships ``tox_project``. Testing an action
+takes a few lines::
+
+    def test_hello(shlax_recipe):
+        project = shlax_recipe('''
+            [targets.t]
+            backend = "fake"
+            steps = [ { hello = "world" } ]
+        ''', actions={"hello": Hello})
+        result = project.run()
+        assert result.code == 0
+        assert result.commands == [["echo", "hello", "world"]]
+
+Nothing runs: the two fake backends record every command, archive and mount instead.
+
+- ``fake``: a host backend (like ``local`` or ``ssh``): actions check, then apply. It keeps an
+  in-memory file table, so a ``copy`` applied once is ``ok`` the second time.
+- ``fake-image``: an image backend (like ``buildah``): steps are keyed and "committed" as
+  layers kept by the project, so a second ``run()`` reports them ``cached``.
+
+Each ``run()`` builds a clean plugin manager (:func:`shlax_core.plugins.get_plugin_manager`)
+and injects the given actions, backends and caches in memory (``Plugins(extra=...)``); hook
+implementations passed as ``hooks`` are registered on it. ``SHLAX_CACHE_DIR`` points into the
+test's tmp dir, so plan history and the stat cache never leak between tests. A fake may only be
+used in unit tests: test a plugin against the real thing too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+
+import pytest
+
+from shlax_core.backends import Backend, ImageBackend, Mount, Stat
+from shlax_core.errors import ShlaxError, StepFailed
+from shlax_core.imageconfig import ImageConfig
+from shlax_core.params import canonical, doc
+from shlax_core.process import Exec
+
+__all__ = ["Recorder", "RecordingHost", "RecordingImage", "Project", "Result", "shlax_recipe"]
+
+
+@dataclass
+class Recorder:
+    """What the fake backends did, and the state they keep between runs of one project.
+
+    ``calls`` holds one dict per backend call, with a ``call`` key (``run``, ``put_archive``,
+    ``stat``, ``open``, ``close``, ``start``, ``commit``, ``finish``, ``tag``) and its arguments.
+    """
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    #: host backend: path -> Stat, filled by put_archive (and by tests)
+    files: dict[str, Stat] = field(default_factory=dict)
+    #: image backend: step key -> image ID
+    layers: dict[str, str] = field(default_factory=dict)
+    #: what facts() returns (keys of /etc/os-release)
+    facts: dict[str, str] = field(default_factory=lambda: {"ID": "debian", "VERSION_CODENAME": "bookworm"})
+    replies: list[tuple[tuple[str, ...], int, str]] = field(default_factory=list)
+
+    def reply(self, prefix: Sequence[str], returncode: int = 0, output: str = "") -> None:
+        """Commands starting with ``prefix`` exit with ``returncode`` after printing ``output``.
+
+        The most recent matching reply wins; unmatched commands succeed silently.
+        """
+        self.replies.insert(0, (tuple(prefix), returncode, output))
+
+    def answer(self, argv: Sequence[str]) -> tuple[int, str]:
+        for prefix, code, output in self.replies:
+            if tuple(argv[:len(prefix)]) == prefix:
+                return code, output
+        return 0, ""
+
+
+class _Recording:
+    """Shared by both fakes: record calls, answer commands from the recorder's replies."""
+
+    recorder: Recorder  # set on the per-project subclass
+
+    def _record(self, call: str, **data: Any) -> None:
+        self.recorder.calls.append({"call": call, "host": self.label, **data})  # type: ignore[attr-defined]
+
+    def open(self) -> None:
+        self._record("open")
+
+    def close(self) -> None:
+        self._record("close")
+
+    def run(self, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,
+            workdir: Optional[str] = None, user: Optional[str] = None,
+            mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
+            check: bool = True, capture: bool = False,
+            output: Optional[Callable[[str], None]] = None) -> Exec:
+        argv = [str(a) for a in argv]
+        self._record("run", argv=argv, env=dict(env or {}), workdir=workdir, user=user,
+                     mounts=list(mounts), stdin=stdin)
+        code, text = self.recorder.answer(argv)
+        lines = text.splitlines()
+        if output is not None:
+            for line in lines:
+                output(line)
+        if check and code != 0:
+            raise StepFailed(f"command exited with code {code}", argv=argv, returncode=code, tail=lines[-20:])
+        return Exec(argv, code, text if capture else "", lines[-20:])
+
+    def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
+                    paths: Sequence[str] = ()) -> None:
+        files: dict[str, Optional[bytes]] = {}
+        modes: dict[str, int] = {}
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                path = "/" + "/".join(p for p in (dest.strip("/"), member.name.strip("/")) if p)
+                modes[path] = member.mode
+                if member.isfile():
+                    data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                    files[path] = data
+                    self.recorder.files[path] = Stat(True, member.mode, hashlib.sha256(data).hexdigest(),
+                                                     owner=_owner(owner))
+                elif member.isdir():
+                    files[path] = None
+                    self.recorder.files[path] = Stat(True, member.mode, is_dir=True, owner=_owner(owner))
+                else:
+                    files[path] = None
+        self._record("put_archive", dest=dest, owner=owner, paths=list(paths), files=files, modes=modes)
+
+    def stat(self, path: str) -> Stat:
+        self._record("stat", path=path)
+        return self.recorder.files.get(path, Stat(False))
+
+    def facts(self) -> dict[str, str]:
+        return dict(self.recorder.facts)
+
+
+def _owner(owner: Optional[str]) -> Optional[str]:
+    if not owner:
+        return None
+    return owner if ":" in owner else f"{owner}:{owner}"
+
+
+@dataclass
+class FakeHostParams:
+    hosts: list[str] = doc("labels of the hosts of a fleet; one host (the target's name) when empty",
+                           default_factory=list)
+
+
+class RecordingHost(_Recording, Backend):
+    """A fake host backend: records every call, runs nothing (``backend = "fake"``)."""
+
+    name = "fake"
+    Params = FakeHostParams
+
+    @classmethod
+    def expand(cls, params: Any) -> list[tuple[str, Any]]:
+        return [(h, params) for h in params.hosts] or [("", params)]
+
+
+@dataclass
+class FakeImageParams:
+    base: str = doc("the base image; its text is its identity (the first step's parent)", "scratch")
+    image: Optional[str] = doc("the name the final image is committed under", None)
+    config: ImageConfig = doc("image configuration", default_factory=ImageConfig)
+
+
+class RecordingImage(_Recording, ImageBackend):
+    """A fake image backend: layers are entries in the recorder (``backend = "fake-image"``)."""
+
+    name = "fake-image"
+    Params = FakeImageParams
+
+    def base_key(self) -> str:
+        return "base:" + self.params.base
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, str]:
+        self._record("lookup", keys=list(keys))
+        return {k: self.recorder.layers[k] for k in keys if k in self.recorder.layers}
+
+    def start(self, image: Optional[str]) -> None:
+        self._record("start", image=image)
+
+    def commit(self, key: str, meta: Mapping[str, str]) -> str:
+        image = "img-" + key[:12]
+        self.recorder.layers[key] = image
+        self._record("commit", key=key, image=image, meta=dict(meta))
+        return image
+
+    def finish(self, key: str, *args: Any, **kwargs: Any) -> str:
+        # the contract says finish(key, config, meta); the runner passes (key, meta): accept both
+        image = "img-" + key[:12]
+        self.recorder.layers[key] = image
+        self._record("finish", key=key, image=image, names=self.names())
+        return image
+
+    def tag(self, image: str) -> None:
+        self._record("tag", image=image, names=self.names())
+
+    def config_data(self) -> Any:
+        return canonical(self.params.config)
+
+    def names(self) -> list[str]:
+        return [self.params.image] if self.params.image else []
+
+
+@dataclass
+class Result:
+    """One run or plan: exit code, reporter events, backend calls, and the user error if any."""
+
+    code: int
+    events: list[dict[str, Any]]
+    calls: list[dict[str, Any]]
+    error: Optional[ShlaxError] = None
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The ``step_end`` events: ``path``, ``status``, ``reason``, ``error``..."""
+        return [e for e in self.events if e["event"] == "step_end"]
+
+    @property
+    def statuses(self) -> list[str]:
+        return [e["status"] for e in self.steps]
+
+    @property
+    def commands(self) -> list[list[str]]:
+        """Every argv the backends were asked to run, in order."""
+        return [c["argv"] for c in self.calls if c["call"] == "run"]
+
+    @property
+    def archives(self) -> list[dict[str, Any]]:
+        """Every ``put_archive`` call: ``dest``, ``owner``, ``files`` (path -> bytes, None for dirs), ``modes``."""
+        return [c for c in self.calls if c["call"] == "put_archive"]
+
+    @property
+    def mounts(self) -> list[list[Mount]]:
+        """The mounts of every command run, in order."""
+        return [c["mounts"] for c in self.calls if c["call"] == "run"]
+
+    @property
+    def output(self) -> str:
+        """The events rendered as ``shlax`` prints them off a terminal."""
+        from shlax_core.output import PlainReporter
+
+        stream = io.StringIO()
+        reporter = PlainReporter(stream)
+        for event in self.events:
+            reporter.handle(event)
+        return stream.getvalue()
+
+
+class Project:
+    """A recipe in a tmp dir, with in-memory plugins; run it or plan it as often as needed."""
+
+    def __init__(self, path: Path, *, actions: Optional[Mapping[str, Any]] = None,
+                 backends: Optional[Mapping[str, Any]] = None, caches: Optional[Mapping[str, Any]] = None,
+                 hooks: Iterable[Any] = ()):
+        self.path = path
+        self.recorder = Recorder()
+        self.hooks = list(hooks)
+        fakes = {name: type(cls.__name__, (cls,), {"recorder": self.recorder, "name": name})
+                 for name, cls in (("fake", RecordingHost), ("fake-image", RecordingImage))}
+        self.extra: dict[str, dict[str, Any]] = {
+            "action": dict(actions or {}),
+            "backend": {**fakes, **(backends or {})},
+            "cache": dict(caches or {}),
+        }
+
+    @property
+    def dir(self) -> Path:
+        return self.path.parent
+
+    def write(self, relative: str, content: str | bytes, mode: Optional[int] = None) -> Path:
+        """Write a file next to the recipe (a copy source, a new recipe text...)."""
+        target = self.dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(textwrap.dedent(content) if relative == self.path.name else content)
+        if mode is not None:
+            target.chmod(mode)
+        return target
+
+    def reply(self, prefix: Sequence[str], returncode: int = 0, output: str = "") -> None:
+        """See :meth:`Recorder.reply`."""
+        self.recorder.reply(prefix, returncode, output)
+
+    def plugins(self) -> Any:
+        """A fresh :class:`~shlax_core.plugins.Plugins` on a clean plugin manager."""
+        from shlax_core.plugins import Plugins, get_plugin_manager
+
+        return Plugins(get_plugin_manager(register=self.hooks), extra=self.extra)
+
+    def run(self, *targets: str, plan: bool = False, offline: bool = False, no_cache: bool = False,
+            **options: Any) -> Result:
+        """Load the recipe and run (or plan) it; a user error becomes ``Result.error`` with code 2."""
+        from shlax_core import recipe as recipe_mod
+        from shlax_core.output import Reporter
+        from shlax_core.runner import Runner
+        from shlax_core.session import Session
+
+        reporter = Reporter()
+        first = len(self.recorder.calls)
+        try:
+            recipe = recipe_mod.load(str(self.path))
+            session = Session(self.plugins(), reporter, offline=offline, no_cache=no_cache,
+                              recipe_dir=recipe.dir, options=options)
+            code = Runner(recipe, session).run(targets, plan=plan)
+            error = None
+        except ShlaxError as exc:
+            code, error = exc.exit_code, exc
+        return Result(code, reporter.events, self.recorder.calls[first:], error)
+
+    def plan(self, *targets: str, **kw: Any) -> Result:
+        return self.run(*targets, plan=True, **kw)
+
+
+@pytest.fixture
+def shlax_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Project]:
+    """Factory: ``shlax_recipe(text, files={...}, actions={...}, backends={...}, caches={...},
+    hooks=[...])`` writes the recipe (dedented) and its files to a tmp dir and returns a
+    :class:`Project`. ``SHLAX_CACHE_DIR`` is set to a tmp folder for the test."""
+    monkeypatch.setenv("SHLAX_CACHE_DIR", str(tmp_path / "shlax-cache"))
+    root = tmp_path / "recipe"
+    root.mkdir()
+
+    def make(text: str, *, files: Optional[Mapping[str, str | bytes]] = None, name: str = "shlax.toml",
+             **plugins: Any) -> Project:
+        path = root / name
+        path.write_text(textwrap.dedent(text))
+        project = Project(path, **plugins)
+        for rel, content in (files or {}).items():
+            project.write(rel, content)
+        return project
+
+    return make

@@ -18,6 +18,7 @@ import importlib.metadata
 import os
 import sys
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Iterable, Optional
 
 import pluggy
@@ -168,7 +169,8 @@ class Plugins:
             if not obj.__dict__.get("name"):
                 obj.name = name
             obj.version = version
-        module = sys.modules.get(getattr(obj, "__module__", ""))
+        # hooks and commands entry points name modules; actions, backends, caches name classes
+        module = obj if isinstance(obj, ModuleType) else sys.modules.get(getattr(obj, "__module__", ""))
         if module is not None and not self.pm.is_registered(module):
             self.pm.register(module, name=f"{key[0]}:{name}")
             self.pm.check_pending()

@@ -1,0 +1,17 @@
+"""The ``shlax hello`` command, added through the ``shlax_register_commands`` hook."""
+
+import click
+
+from shlax_core.hookspecs import hookimpl
+
+
+@click.command()
+@click.argument("who", default="world")
+def hello(who: str) -> None:
+    """Say hello (a test plugin command)."""
+    click.echo(f"hello {who} from a plugin command")
+
+
+@hookimpl
+def shlax_register_commands(register):
+    register(hello)

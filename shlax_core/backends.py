@@ -66,10 +66,23 @@ class Backend:
         self.session = session
         self.label = label or target.name
 
+    #: set by the runner before :meth:`open`: ``shlax plan`` runs only checks, so a host backend
+    #: must change nothing (e.g. podman checks a throw-away container instead of creating its own)
+    plan: bool = False
+
     @classmethod
-    def expand(cls, params: Any) -> list[tuple[str, Any]]:
-        """One (label, params) per machine this target reaches: fleets return several."""
+    def expand(cls, params: Any, base_dir: Optional[Path] = None) -> list[tuple[str, Any]]:
+        """One (label, params) per machine this target reaches: fleets return several.
+
+        Called before anything runs, so a bad inventory raises RecipeError early; ``base_dir``
+        is the recipe's directory (relative inventory files).
+        """
         return [("", params)]
+
+    def complete(self) -> Optional[str]:
+        """Host backends: every step succeeded (never called by ``plan``). Return an image ID if
+        one was made (podman's ``commit``), else None."""
+        return None
 
     def open(self) -> None:
         """Connect, create the working container, ... Raise StepFailed/Unreachable on failure."""
@@ -129,7 +142,7 @@ class ImageBackend(Backend):
         """Commit the working container as the layer for ``key``; return its image ID."""
         raise NotImplementedError
 
-    def finish(self, key: str, config: Any, meta: Mapping[str, str]) -> str:
+    def finish(self, key: str, meta: Mapping[str, str]) -> str:
         """Apply image configuration and commit the final image under the target's names."""
         raise NotImplementedError
 

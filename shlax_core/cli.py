@@ -193,7 +193,7 @@ def _plugin_of(tb: Any) -> str:
     dists = packages_distributions()
     for frame, _ in reversed(list(traceback.walk_tb(tb))):
         top = frame.f_globals.get("__name__", "").split(".")[0]
-        if top and top != "shlax_core" and top in dists:
+        if top.startswith("shlax_") and top != "shlax_core" and top in dists:
             return dists[top][0]
     return "shlax"
 

@@ -1,0 +1,266 @@
+"""The buildah backend: steps run in a working container; each is committed as a layer.
+
+Layers are images named ``localhost/shlax-cache:<step key>``, so ``buildah images`` shows them and
+a lookup of every key of a target is one ``buildah images --json`` call. After each commit the
+working container is re-created from the new layer, so every layer holds only its own step's
+changes (as ``buildah bud --layers`` does) and a rebuild can start from any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence
+
+from shlax_core.backends import ImageBackend, Mount, Stat
+from shlax_core.cache import usage
+from shlax_core.errors import RecipeError, ShlaxError, StepFailed
+from shlax_core.imageconfig import ImageConfig
+from shlax_core.params import canonical, doc
+from shlax_core.process import Exec
+
+from shlax_buildah import isolation
+from shlax_buildah.cli import Buildah
+from shlax_buildah.debootstrap import shlax_base_image  # noqa: F401  (hook implementation)
+
+CACHE_REPO = "localhost/shlax-cache"
+
+
+@dataclass
+class BuildahParams:
+    base: str = doc('base image: "scratch", a registry reference, a local image, or "debootstrap:SUITE"')
+    image: Optional[str] = doc("name of the final image; default localhost/TARGET:latest", None)
+    tags: list[str] = doc("more tags for the final image", default_factory=list)
+    config: ImageConfig = doc("image configuration: cmd, entrypoint, env, workdir, user, labels, ports",
+                              default_factory=ImageConfig)
+    isolation: Optional[Literal["oci", "chroot", "rootless"]] = doc(
+        "how buildah isolates steps; default: chosen for this host (chroot where the OCI runtime cannot work)",
+        None)
+    push: bool = doc("push the final image to its registry name after the build (like --push)", False)
+    root: Optional[str] = doc("buildah storage root (--root), for a separate image store", None)
+    runroot: Optional[str] = doc("buildah run root (--runroot), with `root`", None)
+
+
+def _split_tag(ref: str) -> tuple[str, str]:
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = ref.rsplit(":", 1)
+        return repo, tag
+    return ref, "latest"
+
+
+class BuildahBackend(ImageBackend):
+    """Build an image with buildah, one cached layer per step."""
+
+    Params = BuildahParams
+
+    def __init__(self, target: Any, params: BuildahParams, session: Any, label: Optional[str] = None):
+        super().__init__(target, params, session, label or target.name)
+        self.buildah = Buildah(params.root, params.runroot)
+        self.container: Optional[str] = None
+        self.isolation = isolation.choose(params.isolation)
+        self._images: Optional[list[dict[str, Any]]] = None
+        self._base_ref: Optional[str] = None
+
+    # -- names ---------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        repo, tag = _split_tag(self.params.image or f"localhost/{self.target.name}")
+        return [f"{repo}:{tag}", *(f"{repo}:{t}" for t in self.params.tags if t != tag)]
+
+    def config_data(self) -> Any:
+        return canonical(self.params.config)
+
+    def log(self, line: str) -> None:
+        self.session.reporter.output(line, target=self.target.name, host=self.label, index=0)
+
+    # -- base and layers -----------------------------------------------------------------------
+    def images(self, refresh: bool = False) -> list[dict[str, Any]]:
+        if self._images is None or refresh:
+            self._images = self.buildah.images()
+        return self._images
+
+    def base_key(self) -> str:
+        base = self.params.base
+        if base == "scratch":
+            self._base_ref = "scratch"
+            return "scratch"
+        ref: Optional[str] = base
+        source = base.split(":", 1)[0]
+        if "/" not in source and "." not in source and source in self.base_sources():
+            ref = self.session.hook.shlax_base_image(spec=base, backend=self)
+            if ref is None:
+                raise RecipeError(f"no plugin provides base images of the kind {source!r}",
+                                  where=self.target.where)
+        image_id = None if self.session.pull else self.buildah.image_id(ref)
+        if image_id is None:
+            if self.session.offline:
+                raise ShlaxError(f"base image {base!r} is not in the local store and --offline forbids pulling",
+                                 where=self.target.where, hint=f"run once online, or: buildah pull {base}")
+            self.session.reporter.emit("info", message=f"pulling {ref}", target=self.target.name)
+            self.buildah.stream(["pull", ref], output=self.log)
+            image_id = self.buildah.image_id(ref)
+            if image_id is None:
+                raise StepFailed(f"pulled {ref} but cannot find it in the store")
+        self._base_ref = image_id
+        return image_id
+
+    @staticmethod
+    def base_sources() -> tuple[str, ...]:
+        """Prefixes handled by the shlax_base_image hook rather than by a registry."""
+        return ("debootstrap",)
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, str]:
+        wanted = {f"{CACHE_REPO}:{k}": k for k in keys}
+        found = {}
+        for image in self.images():
+            for name in image.get("names") or []:
+                if name in wanted:
+                    found[wanted[name]] = image["id"]
+        if found:
+            usage.touch(found, target=self.target.name)
+        return found
+
+    # -- the working container -----------------------------------------------------------------
+    def start(self, image: Optional[str]) -> None:
+        source = image or self._base_ref or "scratch"
+        name = f"shlax-{self.target.name}-{uuid.uuid4().hex[:8]}"
+        self.buildah("from", "--pull=never", "--name", name, source)
+        self.container = name
+        self._facts = None  # type: ignore[assignment]
+
+    def _remove_container(self) -> None:
+        if self.container:
+            name, self.container = self.container, None
+            self.buildah("rm", name, check=False)
+
+    def close(self) -> None:
+        self._remove_container()
+
+    def run(self, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,
+            workdir: Optional[str] = None, user: Optional[str] = None,
+            mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
+            check: bool = True, capture: bool = False,
+            output: Optional[Callable[[str], None]] = None) -> Exec:
+        if self.container is None:
+            raise RuntimeError("buildah backend: run() before start()")
+        args = ["run", "--isolation", self.isolation]
+        for key, value in (env or {}).items():
+            args += ["--env", f"{key}={value}"]
+        if workdir:
+            args += ["--workingdir", workdir]
+        if user:
+            args += ["--user", user]
+        for m in mounts:
+            args += ["--volume", f"{m.source}:{m.target}:{'ro' if m.readonly else 'rw'}"]
+        args += [self.container, "--", *argv]
+        try:
+            return self.buildah.stream(args, output=output, check=check, capture=capture, display=argv)
+        except StepFailed as exc:
+            problem = isolation.runtime_failure(exc.tail)
+            if problem:
+                raise ShlaxError(
+                    f"buildah cannot run containers with isolation {self.isolation!r} here: {problem}",
+                    where=self.target.where,
+                    hint='set isolation = "chroot" in the target (or BUILDAH_ISOLATION=chroot)') from None
+            raise
+
+    def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
+                    paths: Sequence[str] = ()) -> None:
+        args = ["add"]
+        if owner:
+            args += ["--chown", owner]
+        self.buildah(*args, self.container or "", str(archive), dest)
+
+    def stat(self, path: str) -> Stat:
+        script = 'if [ -e "$1" ]; then stat -c "%a %U:%G %F" "$1"; sha256sum "$1" 2>/dev/null; fi'
+        out = self.run(["sh", "-c", script, "sh", path], check=False, capture=True)
+        lines = out.output.splitlines()
+        if not lines:
+            return Stat(False)
+        mode, owner, *kind = lines[0].split(" ")
+        digest = lines[1].split(" ")[0] if len(lines) > 1 else None
+        return Stat(True, int(mode, 8), digest, is_dir="directory" in kind, owner=owner)
+
+    # -- commits -------------------------------------------------------------------------------
+    def commit(self, key: str, meta: Mapping[str, str]) -> str:
+        assert self.container is not None
+        name = f"{CACHE_REPO}:{key}"
+        out = self.buildah("commit", "--quiet", self.container, name)
+        image_id = out.output.strip().splitlines()[-1]
+        usage.touch([key], image=image_id, **{k: v for k, v in meta.items() if k in ("target", "step")})
+        # continue from the new layer so the next layer holds only the next step's changes
+        self._remove_container()
+        self.start(image_id)
+        return image_id
+
+    def finish(self, key: str, meta: Mapping[str, str]) -> str:
+        assert self.container is not None
+        self.buildah("config", *self.config_args(), self.container)
+        name = f"{CACHE_REPO}:{key}"
+        out = self.buildah("commit", "--quiet", self.container, name)
+        image_id = out.output.strip().splitlines()[-1]
+        usage.touch([key], image=image_id, target=meta.get("target"), step="image config")
+        self._remove_container()
+        self.tag(image_id)
+        return image_id
+
+    def config_args(self) -> list[str]:
+        c: ImageConfig = self.params.config
+        args: list[str] = []
+        if c.entrypoint is not None:
+            args += ["--entrypoint", json.dumps(c.entrypoint)]
+        if c.cmd is not None:
+            args += ["--cmd", json.dumps(c.cmd)]
+        for k, v in c.env.items():
+            args += ["--env", f"{k}={v}"]
+        if c.workdir:
+            args += ["--workingdir", c.workdir]
+        if c.user:
+            args += ["--user", c.user]
+        for k, v in c.labels.items():
+            args += ["--label", f"{k}={v}"]
+        for port in c.ports:
+            args += ["--port", port]
+        args += ["--label", f"io.shlax.target={self.target.name}"]
+        return args
+
+    def tag(self, image: str) -> None:
+        have = set()
+        for entry in self.images():
+            if entry["id"] == image:
+                have = set(entry.get("names") or [])
+        missing = [n for n in self.names() if n not in have]
+        if missing:
+            self.buildah("tag", image, *missing)
+        if self.params.push or self.session.options.get("push"):
+            self.push()
+
+    def push(self) -> None:
+        tls = "true" if self.session.options.get("tls_verify", True) else "false"
+        for name in self.names():
+            self.session.reporter.emit("info", message=f"pushing {name}", target=self.target.name)
+            self.buildah.stream(["push", f"--tls-verify={tls}", name, f"docker://{name}"], output=self.log)
+
+    # -- cache maintenance (shlax cache ls / prune) --------------------------------------------
+    @classmethod
+    def list_layers(cls) -> list[dict[str, Any]]:
+        try:
+            images = Buildah().images()
+        except ShlaxError:
+            return []
+        rows = []
+        for image in images:
+            for name in image.get("names") or []:
+                if name.startswith(CACHE_REPO + ":"):
+                    rows.append({"key": name.split(":", 1)[1], "image": image["id"],
+                                 "size": image.get("size"), "created": image.get("createdatraw")})
+        return rows
+
+    @classmethod
+    def remove_layers(cls, images: Sequence[str]) -> None:
+        b = Buildah()
+        for image in images:
+            b("rmi", image, check=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ class HostResult:
     target: str
     host: str
     counts: dict[str, int] = field(default_factory=dict)
-    status: str = "success"   # success | failed | unreachable | interrupted
+    status: str = "success"   # success | failed | unreachable | interrupted | skipped
     image: Optional[str] = None
+    fleet: bool = False       # a host-backend machine (listed in the recap)
 
     def add(self, status: str) -> None:
         self.counts[status] = self.counts.get(status, 0) + 1
@@ -76,12 +78,17 @@ class Runner:
         self.session = session
         self.reporter = session.reporter
         self.results: list[HostResult] = []
+        self._instances: dict[int, list[tuple[str, Any]]] = {}
+        self._abort = threading.Event()
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self, names: tuple[str, ...] | list[str] = (), *, plan: bool = False, jobs: int = 10,
             fail_fast: bool = False) -> int:
         """Returns the exit code: 0 all succeeded, 1 a step or host failed, 130 interrupted."""
         resolved = resolve(self.recipe, names, self.session)  # every user error surfaces here
+        # fleets expand now, so a bad inventory is an error before anything runs
+        self._instances = {id(r): r.backend_cls.expand(r.backend_params, self.recipe.dir)
+                           for r in resolved if not issubclass(r.backend_cls, ImageBackend)}
         self.session.plugins.load_hooks()
         started = time.monotonic()
         self.reporter.emit("run_start", recipe=str(self.recipe.path), plan=plan,
@@ -109,15 +116,21 @@ class Runner:
         return code
 
     def _recap_lines(self) -> list[str]:
-        hosts = [r for r in self.results if r.image is None]
-        if len(hosts) < 2:
+        """The fleet recap: one row per host (shown when a run reached several hosts or one failed)."""
+        hosts = [r for r in self.results if r.fleet]
+        if not hosts or (len(hosts) < 2 and all(r.status == "success" for r in hosts)):
             return []
-        lines = ["", "recap:"]
-        width = max(len(f"{r.target}@{r.host}") for r in hosts)
-        for r in hosts:
+        names = [f"{r.target}@{r.host}" if r.host != r.target else r.target for r in hosts]
+        width = max(len(n) for n in [*names, "host"])
+        change = "change" if any("change" in r.counts for r in hosts) else "changed"
+        lines = ["", "recap:", f"  {'host':<{width}}  {'ok':>4} {change:>7} {'failed':>6} {'unreachable':>11}  status"]
+        for name, r in zip(names, hosts):
             c = r.counts
-            lines.append(f"  {f'{r.target}@{r.host}':<{width}}  ok={c.get('ok', 0)} changed={c.get('changed', 0)}"
-                         f" failed={c.get('failed', 0)} unreachable={1 if r.status == 'unreachable' else 0}")
+            failed = c.get("failed", 0) if r.status != "unreachable" else 0
+            lines.append(f"  {name:<{width}}  {c.get('ok', 0):>4} {c.get(change, 0):>7} {failed:>6} "
+                         f"{1 if r.status == 'unreachable' else 0:>11}  {r.status}")
+        bad = sum(r.status != "success" for r in hosts)
+        lines.append(f"  {len(hosts) - bad} of {len(hosts)} hosts succeeded")
         return lines
 
     # -- shared step machinery ------------------------------------------------------------------
@@ -252,21 +265,39 @@ class Runner:
 
     # -- host targets --------------------------------------------------------------------------
     def _hosts(self, r: Resolved, plan: bool, jobs: int, fail_fast: bool) -> list[HostResult]:
-        instances = r.backend_cls.expand(r.backend_params)
+        """A host target's machines, ``jobs`` at a time. A failing or unreachable host never stops
+        the others, unless ``fail_fast``: then hosts not yet started are skipped."""
+        instances = self._instances.get(id(r)) or r.backend_cls.expand(r.backend_params, self.recipe.dir)
+        stop = threading.Event() if fail_fast else None
         if len(instances) == 1:
             label, params = instances[0]
-            return [self._host(r, label or r.target.name, params, plan)]
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(instances)))) as pool:
-            futures = [pool.submit(self._host, r, label, params, plan) for label, params in instances]
+            return [self._host(r, label or r.target.name, params, plan, stop)]
+        pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(instances))), thread_name_prefix="shlax-host")
+        try:
+            futures = [pool.submit(self._host, r, label, params, plan, stop) for label, params in instances]
             return [f.result() for f in futures]
+        except BaseException:  # Ctrl-C: start no other host; running ones stop after their step
+            self._abort.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
-    def _host(self, r: Resolved, label: str, params: Any, plan: bool) -> HostResult:
+    def _host(self, r: Resolved, label: str, params: Any, plan: bool,
+              stop: Optional[threading.Event] = None) -> HostResult:
         target = r.target
-        backend = r.backend_cls(target, params, self.session, label=label)
         where = {"target": target.name, "host": label}
-        result = HostResult(target.name, label)
+        result = HostResult(target.name, label, fleet=True)
         total = len(r.actions)
         started = time.monotonic()
+        if stop is not None and stop.is_set():
+            result.status = "skipped"
+            self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan)
+            self.reporter.emit("target_end", **where, summary="skipped (--fail-fast: another host failed)",
+                               status="skipped", elapsed=0.0)
+            return result
+        backend = r.backend_cls(target, params, self.session, label=label)
+        backend.plan = plan
         self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan)
         try:
             backend.open()
@@ -276,12 +307,17 @@ class Runner:
                                elapsed=time.monotonic() - started,
                                error={"message": exc.message, "argv": exc.argv, "returncode": exc.returncode,
                                       "tail": exc.tail})
-            self.reporter.emit("target_end", **where, summary=result.status, elapsed=time.monotonic() - started)
+            self.reporter.emit("target_end", **where, summary=result.status, status=result.status,
+                               elapsed=time.monotonic() - started)
             with shielded():
                 backend.close()
+            if stop is not None:
+                stop.set()
             return result
         try:
             for i, action in enumerate(r.actions):
+                if self._abort.is_set():
+                    raise Interrupted("SIGINT")
                 index = i + 1
                 step_started = time.monotonic()
                 self._step_event("step_start", where, index, total, action)
@@ -301,20 +337,37 @@ class Runner:
                     result.add("failed")
                     self._failed(where, index, total, action, exc, step_started, status=result.status)
                     break
+                except ShlaxError as exc:  # a user error only this host reveals: the others go on
+                    result.status = "failed"
+                    result.add("failed")
+                    self._failed(where, index, total, action, exc, step_started)
+                    break
                 elapsed = time.monotonic() - step_started
                 result.add(status)
                 self._step_event("step_end", where, index, total, action, status=status, elapsed=elapsed)
                 self.session.hook.shlax_step_finish(target=target, step=action.step, host=label,
                                                     status=status, elapsed=elapsed)
+            if result.status == "success" and not plan:
+                result.image = backend.complete()
+        except StepFailed as exc:  # complete() failed (e.g. podman commit)
+            result.status = "failed"
+            self.reporter.emit("step_end", **where, index=total, total=total, step="complete", status="failed",
+                               elapsed=time.monotonic() - started,
+                               error={"message": exc.message, "argv": exc.argv, "returncode": exc.returncode,
+                                      "tail": exc.tail})
         except (KeyboardInterrupt, Interrupted):
             result.status = "interrupted"
             raise
         finally:
             with shielded():
                 backend.close()
+        if stop is not None and result.status != "success":
+            stop.set()
         c = result.counts
         summary = (f"ok={c.get('ok', 0)} {'change' if plan else 'changed'}="
                    f"{c.get('change' if plan else 'changed', 0)} failed={c.get('failed', 0)}")
+        if result.image:
+            summary += f", committed {result.image[:12]}"
         self.reporter.emit("target_end", **where, summary=summary, status=result.status,
                            elapsed=time.monotonic() - started)
         return result

@@ -137,6 +137,13 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported parameter type {tp!r} for {key}")
 
 
+def _a(noun: str) -> str:
+    """``a string``, ``an integer``; a quoted choice (``'a' or 'b'``) stays bare."""
+    if noun[:1] in "'\"":
+        return noun
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -189,7 +196,7 @@ def _build(cls: type, data: dict, *, path: str, locate: Callable[[str], Optional
         except _Mismatch as exc:
             bad_key, tp, bad = exc.args
             raise RecipeError(
-                f"{bad_key} must be a {type_name(tp)}, not a {_value_name(bad)} ({_short(bad)})",
+                f"{bad_key} must be {_a(type_name(tp))}, not {_a(_value_name(bad))} ({_short(bad)})",
                 where=locate(bad_key) or locate(f"{path}.{name}"),
                 hint=f.metadata.get("doc")) from None
     obj = cls(**values)

@@ -57,6 +57,7 @@ def get_plugin_manager(*, register: Iterable[Any] = ()) -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     for plugin in register:
         pm.register(plugin)
+    pm.check_pending()  # a misspelled hook implementation is an error, not silence
     if os.environ.get("SHLAX_TRACE_HOOKS"):
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"[hook] {msg}"))
         pm.enable_tracing()
@@ -173,7 +174,13 @@ class Plugins:
         module = obj if isinstance(obj, ModuleType) else sys.modules.get(getattr(obj, "__module__", ""))
         if module is not None and not self.pm.is_registered(module):
             self.pm.register(module, name=f"{key[0]}:{name}")
-            self.pm.check_pending()
+            try:
+                self.pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                self.pm.unregister(module)
+                raise PluginError(f"plugin {name!r} ({module.__name__}) implements an unknown hook: {exc}",
+                                  hint="hook names are listed in shlax_core/hookspecs.py and docs/plugins.md"
+                                  ) from None
         self._loaded[key] = obj
 
     def _missing(self, kind: str, name: str, where: Optional[str]) -> PluginError:

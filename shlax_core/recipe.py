@@ -98,11 +98,16 @@ class Recipe:
     def dir(self) -> Path:
         return self.path.parent
 
+    @property
+    def shown(self) -> str:
+        """The recipe's file name as the user typed it (for messages)."""
+        return self.locate.filename if self.locate is not None else str(self.path)
+
     def select(self, names: tuple[str, ...] | list[str]) -> list[Target]:
         """The targets to run, in recipe order; all of them when ``names`` is empty."""
         if not names:
             if not self.targets:
-                raise RecipeError("the recipe has no targets", where=str(self.path),
+                raise RecipeError("the recipe has no targets", where=self.shown,
                                   hint="add a [targets.NAME] table with a `steps` list")
             return list(self.targets.values())
         chosen = []
@@ -110,7 +115,7 @@ class Recipe:
             if name not in self.targets:
                 sugg = closest(name, self.targets)
                 raise RecipeError(
-                    f"unknown target {name!r}", where=str(self.path),
+                    f"unknown target {name!r}", where=self.shown,
                     hint=(f"did you mean {sugg[0]!r}? " if sugg else "")
                     + f"targets: {', '.join(self.targets) or 'none'}")
             chosen.append(self.targets[name])
@@ -147,7 +152,10 @@ def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
         where = f"{shown}:{m.group(1)}:{m.group(2)}" if m else shown
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
+        if not m and "(at end of document)" in msg:  # e.g. an unclosed array: point at the end
+            lines = text.splitlines() or [""]
+            where = f"{shown}:{len(lines)}:{len(lines[-1]) + 1}"
+        msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
         raise RecipeError(f"TOML syntax error: {msg}", where=where,
                           hint="see https://toml.io for the syntax") from None
     loc = Locator(shown, text)

@@ -176,7 +176,10 @@ class RecordingImage(_Recording, ImageBackend):
     Params = FakeImageParams
 
     def base_key(self) -> str:
-        return "base:" + self.params.base
+        # like a real image backend, let shlax_base_image plugins provide the base
+        ref = self.session.hook.shlax_base_image(spec=self.params.base, backend=self)
+        self._record("base", spec=self.params.base, ref=ref)
+        return "base:" + (ref or self.params.base)
 
     def lookup(self, keys: Sequence[str]) -> dict[str, str]:
         self._record("lookup", keys=list(keys))

@@ -1,0 +1,105 @@
+"""Shared fixtures: real images, an isolated shlax cache dir, and the CLI in a subprocess.
+
+Components are real: buildah builds real images. A missing buildah or debootstrap is a test
+failure (CI installs them), never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUSYBOX = "localhost/shlax-test-busybox:latest"
+DEBIAN = "localhost/shlax-test-debian:latest"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shlax_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each test session gets its own shlax state (stat cache, history, download caches)."""
+    path = tmp_path_factory.mktemp("shlax-cache")
+    os.environ["SHLAX_CACHE_DIR"] = str(path)
+    return path
+
+
+def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["buildah", *args], capture_output=True, text=True, check=check)
+
+
+def image_exists(ref: str) -> bool:
+    return buildah("inspect", "--type", "image", ref, check=False).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def busybox_image() -> str:
+    """A 2 MB local image: busybox-static from Debian's archive with its applet links."""
+    if not image_exists(BUSYBOX):
+        subprocess.run(["sh", str(ROOT / "tests" / "images" / "busybox.sh"), BUSYBOX], check=True)
+    return BUSYBOX
+
+
+@pytest.fixture(scope="session")
+def debian_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Debian bookworm base built by shlax's own ``debootstrap:bookworm`` source (once per machine),
+    tagged as a plain local image for tools that need a name (podman, buildah bud)."""
+    work = tmp_path_factory.mktemp("debian")
+    (work / "shlax.toml").write_text(textwrap.dedent(f"""
+        [targets.debian]
+        base = "debootstrap:bookworm"
+        image = "{DEBIAN}"
+        steps = []
+    """))
+    proc = run_shlax("run", str(work / "shlax.toml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return DEBIAN
+
+
+def run_shlax(*args: str, cwd: Optional[Path] = None, env: Optional[dict] = None,
+              timeout: float = 1200) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    full_env.pop("CI", None)
+    return subprocess.run([sys.executable, "-m", "shlax_core", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def shlax():
+    """Run the real CLI in a subprocess: ``shlax("run", "recipe.toml")`` -> CompletedProcess."""
+    return run_shlax
+
+
+@pytest.fixture
+def nonce() -> str:
+    """A unique string to put in a step so its layer is new to this machine's image store."""
+    return uuid.uuid4().hex[:12]
+
+
+def events(stdout: str) -> list[dict]:
+    """The JSON events of a ``--json`` run."""
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def statuses(stdout: str, target: Optional[str] = None) -> list[str]:
+    """Per-step final status of a ``--json`` run, in step order."""
+    return [e["status"] for e in events(stdout)
+            if e["event"] == "step_end" and e.get("index") and (target is None or e["target"] == target)]
+
+
+def working_containers() -> list[str]:
+    """Containers shlax made (named shlax-...) that still exist."""
+    out = buildah("containers", "--format", "{{.ContainerName}}", check=False).stdout
+    return [line for line in out.split() if line.startswith("shlax-")]
+
+
+def leftover_mounts() -> list[str]:
+    text = Path("/proc/mounts").read_text()
+    return [line.split()[1] for line in text.splitlines()
+            if "shlax" in line.split()[1] or "shlax-" in line.split()[0]]

@@ -1,0 +1,197 @@
+"""The layer cache on real buildah builds: what reruns, what is reused, what is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import buildah, events, leftover_mounts, statuses, working_containers
+
+RECIPE = """
+[targets.app]
+base = "{base}"
+image = "localhost/shlax-test-app-{nonce}"
+steps = [
+  {{ run = ["sh", "-c", "mkdir -p /data && echo {nonce} > /data/nonce"] }},
+  {{ copy = {{ src = "app/", dest = "/app/", mode = "0640" }} }},
+  {{ run = ["sh", "-c", "{third}"] }},
+]
+
+[targets.app.config]
+cmd = ["cat", "/app/hello.txt"]
+env = {{ GREETING = "hi" }}
+workdir = "/app"
+labels = {{ "org.example.team" = "infra" }}
+ports = ["8000/tcp"]
+"""
+
+
+def write(tmp_path: Path, base: str, nonce: str, third: str = "ls /app > /data/listing") -> Path:
+    (tmp_path / "app").mkdir(exist_ok=True)
+    (tmp_path / "app" / "hello.txt").write_text("hello world\n")
+    (tmp_path / "app" / "sub").mkdir(exist_ok=True)
+    (tmp_path / "app" / "sub" / "data.bin").write_bytes(b"\x00\x01" * 100)
+    recipe = tmp_path / "shlax.toml"
+    recipe.write_text(RECIPE.format(base=base, nonce=nonce, third=third))
+    return recipe
+
+
+def read_in_image(image: str, path: str) -> str:
+    ctr = buildah("from", "--pull=never", image).stdout.strip()
+    try:
+        mnt = buildah("mount", ctr).stdout.strip()
+        return Path(mnt, path.lstrip("/")).read_text()
+    finally:
+        buildah("rm", ctr)
+
+
+def mode_in_image(image: str, path: str) -> int:
+    ctr = buildah("from", "--pull=never", image).stdout.strip()
+    try:
+        mnt = buildah("mount", ctr).stdout.strip()
+        return os.stat(Path(mnt, path.lstrip("/"))).st_mode & 0o7777
+    finally:
+        buildah("rm", ctr)
+
+
+def test_three_step_image_then_rebuilds(tmp_path, shlax, busybox_image, nonce):
+    recipe = write(tmp_path, busybox_image, nonce)
+    image = f"localhost/shlax-test-app-{nonce}:latest"
+
+    first = shlax("run", str(recipe), "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert statuses(first.stdout) == ["done", "done", "done"]
+    # files and config are in the built image
+    assert read_in_image(image, "/data/nonce").strip() == nonce
+    assert read_in_image(image, "/app/hello.txt") == "hello world\n"
+    assert read_in_image(image, "/data/listing").split() == ["hello.txt", "sub"]
+    assert mode_in_image(image, "/app/hello.txt") == 0o640
+    config = json.loads(buildah("inspect", "--type", "image", image).stdout)["OCIv1"]["config"]
+    assert config["Cmd"] == ["cat", "/app/hello.txt"]
+    assert "GREETING=hi" in config["Env"]
+    assert config["WorkingDir"] == "/app"
+    assert config["Labels"]["org.example.team"] == "infra"
+    assert "8000/tcp" in config["ExposedPorts"]
+
+    # unchanged rebuild: every step cached, nothing run
+    again = shlax("run", str(recipe), "--json")
+    assert again.returncode == 0, again.stderr
+    assert statuses(again.stdout) == ["cached", "cached", "cached"]
+    assert not [e for e in events(again.stdout) if e["event"] == "step_start"]
+
+    # touch a copied file (mtime only): still cached
+    hello = tmp_path / "app" / "hello.txt"
+    os.utime(hello, (time.time() + 100, time.time() + 100))
+    touched = shlax("run", str(recipe), "--json")
+    assert statuses(touched.stdout) == ["cached", "cached", "cached"]
+
+    # same size, same mtime, other content: the copy step reruns, and so does the next one
+    st = hello.stat()
+    hello.write_text("HELLO WORLD\n")
+    os.utime(hello, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert hello.stat().st_size == st.st_size and hello.stat().st_mtime_ns == st.st_mtime_ns
+    changed = shlax("run", str(recipe), "--json")
+    assert changed.returncode == 0, changed.stderr
+    assert statuses(changed.stdout) == ["cached", "done", "done"]
+    assert read_in_image(image, "/app/hello.txt") == "HELLO WORLD\n"
+
+    # change step 2's parameters: step 1 cached, steps 2 and 3 run
+    recipe.write_text(recipe.read_text().replace('mode = "0640"', 'mode = "0644"'))
+    plan = shlax("plan", str(recipe), "--json")
+    reasons = [e.get("reason") for e in events(plan.stdout) if e["event"] == "step_end"]
+    assert reasons[1] == "parameters changed: mode"
+    assert reasons[2] == "an earlier step or the base image changed"
+    rebuilt = shlax("run", str(recipe), "--json")
+    assert statuses(rebuilt.stdout) == ["cached", "done", "done"]
+    assert mode_in_image(image, "/app/hello.txt") == 0o644
+    assert working_containers() == []
+
+
+def test_failing_step_commits_nothing_and_leaves_nothing(tmp_path, shlax, busybox_image, nonce):
+    recipe = write(tmp_path, busybox_image, nonce, third="echo about to fail; exit 3")
+    before = set(buildah("images", "-q", "--no-trunc").stdout.split())
+    proc = shlax("run", str(recipe))
+    assert proc.returncode == 1
+    assert "FAILED" in proc.stdout
+    assert "exit code: 3" in proc.stdout
+    assert "about to fail" in proc.stdout          # the tail of its output
+    assert "command: sh -c" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    new = set(buildah("images", "-q", "--no-trunc").stdout.split()) - before
+    assert len(new) == 2                            # steps 1 and 2 only; nothing for step 3
+    assert working_containers() == []
+    assert leftover_mounts() == []
+    # the next run reuses the two good layers and fails again at step 3 only
+    again = shlax("run", str(recipe), "--json")
+    assert statuses(again.stdout) == ["cached", "cached", "failed"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_cleans_up_and_keeps_layers(tmp_path, busybox_image, nonce, sig):
+    recipe = write(tmp_path, busybox_image, nonce, third="echo started; sleep 60")
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "shlax_core", "run", str(recipe), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:   # wait until the third step is really running
+        if '"started"' in line:
+            break
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert working_containers() == []
+    assert leftover_mounts() == []
+    assert not subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).stdout
+    # the next run reuses the layers committed before the interruption
+    recipe.write_text(recipe.read_text().replace("sleep 60", "true"))
+    again = subprocess.run([sys.executable, "-m", "shlax_core", "run", str(recipe), "--json"],
+                           capture_output=True, text=True, env=env)
+    assert statuses(again.stdout) == ["cached", "cached", "done"]
+
+
+def test_two_variants_keep_their_layers(tmp_path, shlax, busybox_image, nonce):
+    recipe = write(tmp_path, busybox_image, nonce)
+    a = recipe.read_text()
+    b = a.replace("ls /app > /data/listing", "echo variant-b > /data/listing")
+    for text in (a, b):
+        recipe.write_text(text)
+        proc = shlax("run", str(recipe), "--json")
+        assert proc.returncode == 0, proc.stderr
+    for text in (a, b, a, b):
+        recipe.write_text(text)
+        proc = shlax("run", str(recipe), "--json")
+        assert statuses(proc.stdout) == ["cached", "cached", "cached"], text
+
+
+def test_no_cache_rebuilds_every_step(tmp_path, shlax, busybox_image, nonce):
+    recipe = write(tmp_path, busybox_image, nonce)
+    assert shlax("run", str(recipe)).returncode == 0
+    proc = shlax("run", str(recipe), "--no-cache", "--json")
+    assert statuses(proc.stdout) == ["done", "done", "done"]
+
+
+def test_debootstrap_base_and_user(tmp_path, shlax, debian_image, nonce):
+    (tmp_path / "shlax.toml").write_text(textwrap.dedent(f"""
+        [targets.deb]
+        base = "debootstrap:bookworm"
+        image = "localhost/shlax-test-deb-{nonce}"
+        steps = [
+          {{ user = {{ name = "app", uid = 1500, home = "/srv/app" }} }},
+          {{ run = ["sh", "-c", "id app > /srv/app/id-{nonce}"] }},
+        ]
+    """))
+    proc = shlax("run", str(tmp_path / "shlax.toml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = read_in_image(f"localhost/shlax-test-deb-{nonce}", f"/srv/app/id-{nonce}")
+    assert text.startswith("uid=1500(app)")
+    # the base was built once: it is not rebuilt
+    assert "building base image" not in proc.stdout

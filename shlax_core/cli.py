@@ -30,6 +30,15 @@ class LazyGroup(click.Group):
         except Exception:
             return []
 
+    _listing = False
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self._plugin_names()))
 
@@ -39,7 +48,7 @@ class LazyGroup(click.Group):
             return cmd
         if name not in self._plugin_names():
             return None
-        if ctx.resilient_parsing or "--help" in sys.argv[1:2]:
+        if ctx.resilient_parsing or self._listing:  # `shlax --help` / `-h` lists, imports nothing
             return click.Command(name, help="(plugin command)")
         from shlax_core.plugins import Plugins
 

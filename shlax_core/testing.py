@@ -158,7 +158,7 @@ class RecordingHost(_Recording, Backend):
     Params = FakeHostParams
 
     @classmethod
-    def expand(cls, params: Any) -> list[tuple[str, Any]]:
+    def expand(cls, params: Any, base_dir: Optional[Path] = None) -> list[tuple[str, Any]]:
         return [(h, params) for h in params.hosts] or [("", params)]
 
 
@@ -194,8 +194,7 @@ class RecordingImage(_Recording, ImageBackend):
         self._record("commit", key=key, image=image, meta=dict(meta))
         return image
 
-    def finish(self, key: str, *args: Any, **kwargs: Any) -> str:
-        # the contract says finish(key, config, meta); the runner passes (key, meta): accept both
+    def finish(self, key: str, meta: Mapping[str, str]) -> str:
         image = "img-" + key[:12]
         self.recorder.layers[key] = image
         self._record("finish", key=key, image=image, names=self.names())

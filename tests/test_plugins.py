@@ -1,0 +1,206 @@
+"""Plugins: installed distributions (non-editable), broken ones, name clashes, lazy imports, the factory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pluggy
+import pytest
+
+from fixtures_plugins import test_plugins  # noqa: F401  (session fixture: installs tests/plugins/*)
+from test_recipe_errors import shlax_cli
+from shlax_core.actions import Action
+from shlax_core.errors import PluginError
+from shlax_core.hookspecs import hookimpl
+from shlax_core.params import doc
+from shlax_core.plugins import GROUPS, Plugins, get_plugin_manager
+
+LOCAL_RUN = '[targets.t]\nbackend = "local"\nsteps = [\n  { run = ["touch", "ran"] },\n  STEP\n]\n'
+
+
+def write(tmp_path: Path, step: str = "") -> Path:
+    (tmp_path / "shlax.toml").write_text(LOCAL_RUN.replace("STEP", step))
+    return tmp_path
+
+
+# -- installed distributions ------------------------------------------------------------------
+
+def test_plugins_lists_installed_distributions(test_plugins, tmp_path: Path) -> None:
+    proc = shlax_cli(["plugins"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "shlax-plugin-hello 0.1.0" in out
+    assert "Greet someone (a test plugin)." in out
+    # the built-ins come through the same entry points
+    assert "shlax 0.1.0" in out and "copy" in out and "local" in out
+
+
+def test_plugins_json(test_plugins, tmp_path: Path) -> None:
+    rows = json.loads(shlax_cli(["plugins", "--json"], tmp_path).stdout)
+    hello = [r for r in rows if r["name"] == "hello" and r["kind"] == "action"]
+    assert hello == [{"kind": "action", "name": "hello", "distribution": "shlax-plugin-hello",
+                      "version": "0.1.0", "object": "shlax_test_hello:Hello", "error": None,
+                      "summary": "Greet someone (a test plugin)."}]
+
+
+def test_broken_plugin_is_listed_as_broken(test_plugins, tmp_path: Path) -> None:
+    proc = shlax_cli(["plugins"], tmp_path)
+    assert proc.returncode == 0
+    line = next(x for x in proc.stdout.splitlines() if " broken " in x)
+    assert "BROKEN: RuntimeError: shlax-plugin-broken is broken on purpose" in line
+    assert "broken plugin entr" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_broken_plugin_does_not_break_a_run_that_does_not_use_it(test_plugins, tmp_path: Path) -> None:
+    proc = shlax_cli(["run"], write(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "ran").exists()
+    assert "shlax-plugin-broken" not in proc.stdout + proc.stderr and "BROKEN" not in proc.stdout
+
+
+def test_recipe_using_broken_plugin_gets_a_clear_error(test_plugins, tmp_path: Path) -> None:
+    proc = shlax_cli(["run"], write(tmp_path, '{ broken = "x" },'))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("shlax: error: shlax.toml:5: plugin 'broken' (shlax-plugin-broken 0.1.0) "
+                                  "failed to load: RuntimeError: shlax-plugin-broken is broken on purpose")
+    assert "pip install -U shlax-plugin-broken" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+def test_two_distributions_claiming_one_name(test_plugins, tmp_path: Path) -> None:
+    proc = shlax_cli(["run"], write(tmp_path, '{ greet = "x" },'))
+    assert proc.returncode == 2
+    assert "the action name 'greet' is claimed by two distributions" in proc.stderr
+    assert "shlax-plugin-hello 0.1.0" in proc.stderr and "shlax-plugin-hello-clash 0.2.0" in proc.stderr
+    listing = shlax_cli(["plugins"], tmp_path).stdout
+    assert "name claimed by shlax-plugin-hello and shlax-plugin-hello-clash" in listing
+
+
+def test_installed_action_runs(test_plugins, tmp_path: Path) -> None:
+    proc = shlax_cli(["run"], write(tmp_path, '{ hello = "world", loud = true },'))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| HELLO WORLD" in proc.stdout
+
+
+def test_actions_command_shows_an_installed_action(test_plugins, tmp_path: Path) -> None:
+    proc = shlax_cli(["actions", "hello"], tmp_path)
+    assert proc.returncode == 0
+    assert "hello (0.1.0)" in proc.stdout
+    assert "who" in proc.stdout and "(the step's value)" in proc.stdout
+    listing = shlax_cli(["actions"], tmp_path).stdout
+    assert "BROKEN" in next(x for x in listing.splitlines() if x.startswith("broken"))
+
+
+def test_disable_plugins_env(test_plugins, tmp_path: Path) -> None:
+    proc = shlax_cli(["plugins"], tmp_path, SHLAX_DISABLE_PLUGINS="shlax-plugin-broken, greet")
+    assert "shlax-plugin-broken" not in proc.stdout
+    assert "greet" not in proc.stdout
+    assert proc.stderr == ""
+    run = shlax_cli(["run"], write(tmp_path, '{ hello = "x" },'), SHLAX_DISABLE_PLUGINS="shlax-plugin-hello")
+    assert run.returncode == 2 and "unknown action 'hello'" in run.stderr
+
+
+# -- lazy loading -------------------------------------------------------------------------------
+
+LOADED = """
+import sys
+from shlax_core.cli import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+print("MODULES", " ".join(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["run", "--help"], ["plan", "--help"], ["cache", "--help"],
+                                  ["--version"]])
+def test_help_imports_no_plugin(test_plugins, tmp_path: Path, argv: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-c", LOADED.format(argv=argv)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    modules = proc.stdout.split("MODULES", 1)[1].split()
+    plugin_modules = [m for m in modules if m.startswith("shlax_") and not m.startswith("shlax_core")]
+    assert plugin_modules == []
+    assert not [m for m in modules if m.startswith(("shlax_core.builtin", "stevedore", "rich"))]
+    if argv == ["--help"]:
+        assert "hello" in proc.stdout  # the plugin command is listed, from its entry-point name
+
+
+def test_run_imports_only_what_the_recipe_names(test_plugins, tmp_path: Path) -> None:
+    write(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", LOADED.format(argv=["run"])], capture_output=True,
+                          text=True, cwd=tmp_path)
+    modules = proc.stdout.split("MODULES", 1)[1].split()
+    assert "shlax_core.builtin.run" in modules and "shlax_core.builtin.local" in modules
+    assert "shlax_core.builtin.copy" not in modules
+    assert not [m for m in modules if m.startswith(("shlax_test_", "shlax_buildah", "shlax_apt"))]
+
+
+def test_plugin_command(test_plugins, tmp_path: Path) -> None:
+    proc = shlax_cli(["hello", "bob"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "hello bob from a plugin command\n"
+
+
+# -- in memory: the factory, extra plugins, hook validation ---------------------------------------
+
+@dataclass
+class EchoParams:
+    text: str = doc("what to echo")
+
+
+class Echo(Action):
+    """Echo (an in-memory test action)."""
+
+    Params = EchoParams
+    primary = "text"
+
+    def apply(self, ctx):
+        ctx.run(["echo", self.params.text])
+        return True
+
+
+def test_factory_gives_a_clean_manager() -> None:
+    class Plugin:
+        @hookimpl
+        def shlax_step_env(self, ctx):
+            return {"A": "1"}
+
+    one = get_plugin_manager(register=[Plugin()])
+    two = get_plugin_manager()
+    assert len(one.get_plugins()) == 1
+    assert two.get_plugins() == set()
+
+
+def test_misspelled_hook_is_an_error() -> None:
+    class Typo:
+        @hookimpl
+        def shlax_step_strat(self, target, step, host):
+            pass
+
+    with pytest.raises(pluggy.PluginValidationError, match="shlax_step_strat"):
+        get_plugin_manager(register=[Typo()])
+
+
+def test_extra_plugins_win_over_installed_ones() -> None:
+    plugins = Plugins(extra={"action": {"run": Echo}})
+    assert plugins.load("action", "run") is Echo
+    assert Echo.name == "run" and Echo.version == "0"
+
+
+def test_in_memory_action_runs(shlax_recipe) -> None:
+    project = shlax_recipe('[targets.t]\nbackend = "fake"\nsteps = [ { echo = "hi" } ]\n', actions={"echo": Echo})
+    result = project.run()
+    assert result.code == 0 and result.commands == [["echo", "hi"]]
+
+
+def test_unknown_kind_of_plugin_names_every_group() -> None:
+    assert set(GROUPS) == {"action", "backend", "cache", "command", "hooks"}
+    with pytest.raises(PluginError, match="unknown cache 'nope'"):
+        Plugins().load("cache", "nope")

@@ -59,7 +59,12 @@ def shlax_step_mounts(ctx: "StepContext") -> Optional[list["Mount"]]:
 def shlax_step_env(ctx: "StepContext") -> Optional[dict[str, str]]:
     """Extra environment variables for one step's commands (proxies, CA bundle paths).
 
-    Every implementation's mapping is merged; later plugins win on a conflict.
+    Every implementation's mapping is merged. pluggy calls the most recently registered plugin
+    first, so on a conflict the plugin registered *first* wins; what the step itself sets (e.g.
+    ``env`` of a ``run`` step) wins over every plugin.
+
+    :param ctx: the step context: backend, step, session.
+    :return: a mapping of variable names to values, or None.
     """
 
 

@@ -23,13 +23,16 @@ d=$(sha256sum -- "$p" 2>/dev/null) || d=unreadable
 echo "file $s ${d%% *}"
 """
 
-#: extract a tar stream from stdin under $1, then chown the remaining arguments to $2 (if set).
+#: extract a tar stream from stdin under $1, then chown the remaining arguments to $2 (if set;
+#: a bare user name means that user and its login group, as the local backend does).
 EXTRACT_SCRIPT = r"""
 set -e
 dest=$1; owner=$2; shift 2
 mkdir -p -- "$dest"
 tar -x -p -f - -C "$dest"
-if [ -n "$owner" ] && [ "$#" -gt 0 ]; then chown -h -- "$owner" "$@"; fi
+[ -n "$owner" ] && [ "$#" -gt 0 ] || exit 0
+case $owner in *:*) ;; *) owner="$owner:$(id -gn -- "$owner")" ;; esac
+chown -h -- "$owner" "$@"
 """
 
 #: run "$@" in directory $1.

@@ -129,6 +129,10 @@ def make_fleet(base: Path, count: int) -> Fleet:
         root = base / name
         root.mkdir()
         subprocess.run(["cp", "-a", "/etc", str(root / "etc")], check=True)
+        # read by sshd as the logging-in user: must sit on a path every user can traverse
+        (root / "etc" / "ssh").mkdir(exist_ok=True)
+        shutil.copy(authorized, root / "etc" / "ssh" / "shlax_authorized_keys")
+        os.chmod(root / "etc" / "ssh" / "shlax_authorized_keys", 0o644)
         for d in ("home", "root", "srv"):
             (root / d).mkdir()
         os.chmod(root / "root", 0o700)
@@ -136,7 +140,7 @@ def make_fleet(base: Path, count: int) -> Fleet:
         _keygen(host.host_key)
         (base / f"{name}.sshd_config").write_text(
             f"Port {host.port}\nListenAddress 127.0.0.1\nHostKey {host.host_key}\n"
-            f"PidFile {base}/{name}.pid\nAuthorizedKeysFile {authorized}\nPasswordAuthentication no\n"
+            f"PidFile {base}/{name}.pid\nAuthorizedKeysFile /etc/ssh/shlax_authorized_keys\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
             "StrictModes no\nMaxSessions 100\nMaxStartups 100:30:200\nPrintMotd no\nUseDNS no\n")
         known.append(f"[127.0.0.1]:{host.port} {(base / f'{name}_host_key.pub').read_text().split(' ')[0]} "

@@ -79,6 +79,11 @@ class SSHBackend(Backend):
             argv += ["-o", f"ControlPath={self._socket}"]
         return [*argv, *extra, "--", h.host]
 
+    def display(self) -> list[str]:
+        """A short ssh command line naming this host, for messages."""
+        h = self.host
+        return ["ssh", *(["-p", str(h.port)] if h.port else []), (f"{h.user}@" if h.user else "") + h.host]
+
     def _remote(self, argv: Sequence[str], user: Optional[str] = None) -> list[str]:
         """The full ssh argv running ``argv`` on the host, through sudo when asked to."""
         return [*self.ssh_argv("-o", "ControlMaster=no", "-T"), command_line([*self._switch(user), *argv])]
@@ -121,7 +126,7 @@ class SSHBackend(Backend):
         if code != 0 or not os.path.exists(socket):
             self._socket = None
             message, tail = explain(self.label, self.host, lines, timed_out=code == -1)
-            raise Unreachable(message, argv=argv, tail=tail)
+            raise Unreachable(message, argv=self.display(), tail=tail)
         if self.host.become:
             res = process.run(self._remote(["true"]), check=False, capture=True)
             if not res.ok:

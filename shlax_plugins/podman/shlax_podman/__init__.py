@@ -1,0 +1,1 @@
+"""shlax's podman backend: a long-running container as a host; steps through podman exec."""

@@ -32,13 +32,15 @@ def _inside(path: str, root: str) -> bool:
 
 def ignore_spec(root: Path, patterns: Sequence[str]):
     """A pathspec of the recipe dir's .shlaxignore plus the step's own ``exclude`` patterns."""
-    import pathspec
-
     lines = list(patterns)
     ignore = root / IGNORE_FILE
     if ignore.is_file():
         lines = ignore.read_text().splitlines() + lines
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines) if lines else None
+    if not lines:
+        return None
+    import pathspec
+
+    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
 
 
 def select(root: Path, sources: Sequence[str], exclude: Sequence[str], *,

@@ -195,13 +195,22 @@ class Plugins:
         hint_parts.append(f"installed {kind}s: {', '.join(names) or 'none'}")
         return PluginError(f"unknown {kind} {name!r}", where=where, hint="; ".join(hint_parts))
 
-    def load_hooks(self) -> None:
-        """Register every ``shlax.hooks`` plugin (done for run/plan, never for --help)."""
+    def load_hooks(self) -> list[PluginError]:
+        """Register every ``shlax.hooks`` plugin (done for run/plan, never for --help).
+
+        A hook plugin that fails to load is skipped and returned, for the caller to warn about:
+        a broken plugin must not break runs that do not need it.
+        """
         if self._hooks_loaded:
-            return
+            return []
         self._hooks_loaded = True
+        errors = []
         for name in self.names("hooks"):
-            self.load("hooks", name)
+            try:
+                self.load("hooks", name)
+            except PluginError as exc:
+                errors.append(exc)
+        return errors
 
     # -- listing ------------------------------------------------------------------------------
     def inventory(self) -> list[dict[str, Any]]:

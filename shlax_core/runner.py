@@ -89,7 +89,8 @@ class Runner:
         # fleets expand now, so a bad inventory is an error before anything runs
         self._instances = {id(r): r.backend_cls.expand(r.backend_params, self.recipe.dir)
                            for r in resolved if not issubclass(r.backend_cls, ImageBackend)}
-        self.session.plugins.load_hooks()
+        for error in self.session.plugins.load_hooks():
+            self.reporter.warning(f"{error.message} (skipped)")
         started = time.monotonic()
         self.reporter.emit("run_start", recipe=str(self.recipe.path), plan=plan,
                            targets=[r.target.name for r in resolved])
@@ -198,6 +199,10 @@ class Runner:
             step_keys = [p["key"] for p in parts]
             found = {} if self.session.no_cache else backend.lookup([*step_keys, final_key])
             start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
+            if not plan and not self.session.no_cache and final_key not in found:
+                found.update(self.session.hook.shlax_layers_missing(
+                    backend=backend, keys=[*step_keys[start + 1:], final_key]) or {})
+                start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
             previous = history.load(self.recipe.path, target.name)
             for i, a in enumerate(r.actions):
                 if i <= start or final_key in found:
@@ -225,8 +230,10 @@ class Runner:
                     ctx = self.context(backend, action, {**where, "index": index})
                     with self.locks(ctx):
                         action.apply(ctx)
-                    backend.commit(step_keys[i], {"step": action.step.path, "action": action.name,
-                                                  "target": target.name})
+                    if i < total - 1:  # the last step is committed once, with the image config
+                        layer = backend.commit(step_keys[i], {"step": action.step.path, "action": action.name,
+                                                              "target": target.name})
+                        self.session.hook.shlax_layer_committed(backend=backend, key=step_keys[i], image=layer)
                     elapsed = time.monotonic() - step_started
                     self._step_event("step_end", where, index, total, action, status="done", elapsed=elapsed)
                     self.session.hook.shlax_step_finish(target=target, step=action.step, host=backend.label,
@@ -235,6 +242,8 @@ class Runner:
                     history.save(self.recipe.path, target.name, parts[: i + 1])
                 action = None
                 result.image = backend.finish(final_key, {"target": target.name})
+                self.session.hook.shlax_layer_committed(backend=backend, key=final_key, image=result.image)
+            self.session.hook.shlax_image_built(backend=backend, image=result.image, keys=[*step_keys, final_key])
             history.save(self.recipe.path, target.name, parts)
             cached = result.counts.get("cached", 0)
             summary = f"image {', '.join(backend.names()) or result.image} ({cached} cached, {result.counts.get('done', 0)} run)"

@@ -93,10 +93,10 @@ def statuses(stdout: str, target: Optional[str] = None) -> list[str]:
             if e["event"] == "step_end" and e.get("index") and (target is None or e["target"] == target)]
 
 
-def working_containers() -> list[str]:
-    """Containers shlax made (named shlax-...) that still exist."""
+def working_containers(target: str = "") -> list[str]:
+    """Working containers shlax made for ``target`` (named shlax-TARGET-...) that still exist."""
     out = buildah("containers", "--format", "{{.ContainerName}}", check=False).stdout
-    return [line for line in out.split() if line.startswith("shlax-")]
+    return [line for line in out.split() if line.startswith(f"shlax-{target}")]
 
 
 def leftover_mounts() -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 from conftest import buildah, events, leftover_mounts, statuses, working_containers
 
 RECIPE = """
-[targets.app]
+[targets.t{nonce}]
 base = "{base}"
 image = "localhost/shlax-test-app-{nonce}"
 steps = [
@@ -25,7 +25,7 @@ steps = [
   {{ run = ["sh", "-c", "{third}"] }},
 ]
 
-[targets.app.config]
+[targets.t{nonce}.config]
 cmd = ["cat", "/app/hello.txt"]
 env = {{ GREETING = "hi" }}
 workdir = "/app"
@@ -112,7 +112,7 @@ def test_three_step_image_then_rebuilds(tmp_path, shlax, busybox_image, nonce):
     rebuilt = shlax("run", str(recipe), "--json")
     assert statuses(rebuilt.stdout) == ["cached", "done", "done"]
     assert mode_in_image(image, "/app/hello.txt") == 0o644
-    assert working_containers() == []
+    assert working_containers(f"t{nonce}") == []
 
 
 def test_failing_step_commits_nothing_and_leaves_nothing(tmp_path, shlax, busybox_image, nonce):
@@ -127,7 +127,7 @@ def test_failing_step_commits_nothing_and_leaves_nothing(tmp_path, shlax, busybo
     assert "Traceback" not in proc.stdout + proc.stderr
     new = set(buildah("images", "-q", "--no-trunc").stdout.split()) - before
     assert len(new) == 2                            # steps 1 and 2 only; nothing for step 3
-    assert working_containers() == []
+    assert working_containers(f"t{nonce}") == []
     assert leftover_mounts() == []
     # the next run reuses the two good layers and fails again at step 3 only
     again = shlax("run", str(recipe), "--json")
@@ -148,7 +148,7 @@ def test_interrupt_cleans_up_and_keeps_layers(tmp_path, busybox_image, nonce, si
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert working_containers() == []
+    assert working_containers(f"t{nonce}") == []
     assert leftover_mounts() == []
     assert not subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).stdout
     # the next run reuses the layers committed before the interruption

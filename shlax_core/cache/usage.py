@@ -10,9 +10,10 @@ import os
 import time
 from typing import Any, Iterable
 
-from filelock import FileLock
-
 from shlax_core import dirs
+
+#: a layer's "used" time is refreshed at most this often: an unchanged rebuild writes nothing
+TOUCH_EVERY = 3600.0
 
 
 def _path():
@@ -31,6 +32,12 @@ def touch(keys: Iterable[str], **info: Any) -> None:
     keys = list(keys)
     if not keys:
         return
+    now = time.time()
+    current = load()
+    if not info and all(now - current.get(k, {}).get("used", 0) < TOUCH_EVERY for k in keys):
+        return
+    from filelock import FileLock
+
     path = _path()
     with FileLock(str(path) + ".lock"):
         data = load()
@@ -45,6 +52,8 @@ def touch(keys: Iterable[str], **info: Any) -> None:
 
 
 def forget(keys: Iterable[str]) -> None:
+    from filelock import FileLock
+
     path = _path()
     with FileLock(str(path) + ".lock"):
         data = load()

@@ -42,6 +42,21 @@ class BuildahParams:
     push: bool = doc("push the final image to its registry name after the build (like --push)", False)
     root: Optional[str] = doc("buildah storage root (--root), for a separate image store", None)
     runroot: Optional[str] = doc("buildah run root (--runroot), with `root`", None)
+    cache_to: Optional[str] = doc("registry repository to push every step layer to, tagged by key (like --cache-to)",
+                                  None)
+    cache_from: Optional[str] = doc("registry repository to pull missing step layers from (like --cache-from)", None)
+    tls_verify: bool = doc("verify registry TLS for push and the layer cache; false for plain-HTTP registries", True)
+
+
+def _size(text: Any) -> int:
+    """buildah prints sizes like "2.21 MB" (decimal units)."""
+    if isinstance(text, (int, float)):
+        return int(text)
+    try:
+        number, unit = str(text).split()
+        return int(float(number) * {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit])
+    except (ValueError, KeyError):
+        return 0
 
 
 def _split_tag(ref: str) -> tuple[str, str]:
@@ -94,7 +109,7 @@ class BuildahBackend(ImageBackend):
             if ref is None:
                 raise RecipeError(f"no plugin provides base images of the kind {source!r}",
                                   where=self.target.where)
-        image_id = None if self.session.pull else self.buildah.image_id(ref)
+        image_id = None if self.session.pull else self._local_image(ref)
         if image_id is None:
             if self.session.offline:
                 raise ShlaxError(f"base image {base!r} is not in the local store and --offline forbids pulling",
@@ -106,6 +121,14 @@ class BuildahBackend(ImageBackend):
                 raise StepFailed(f"pulled {ref} but cannot find it in the store")
         self._base_ref = image_id
         return image_id
+
+    def _local_image(self, ref: str) -> Optional[str]:
+        """The ID of a local image: from the listing we need anyway, else one inspect call."""
+        wanted = {ref, f"{ref}:latest", f"localhost/{ref}", f"localhost/{ref}:latest"}
+        for image in self.images():
+            if wanted & set(image.get("names") or []) or image["id"] == ref:
+                return image["id"]
+        return self.buildah.image_id(ref)
 
     @staticmethod
     def base_sources() -> tuple[str, ...]:
@@ -120,7 +143,7 @@ class BuildahBackend(ImageBackend):
                 if name in wanted:
                     found[wanted[name]] = image["id"]
         if found:
-            usage.touch(found, target=self.target.name)
+            usage.touch(found)
         return found
 
     # -- the working container -----------------------------------------------------------------
@@ -188,22 +211,24 @@ class BuildahBackend(ImageBackend):
     def commit(self, key: str, meta: Mapping[str, str]) -> str:
         assert self.container is not None
         name = f"{CACHE_REPO}:{key}"
-        out = self.buildah("commit", "--quiet", self.container, name)
+        container, self.container = self.container, None
+        # --rm: continue from the new layer, so the next layer holds only the next step's changes
+        out = self.buildah("commit", "--quiet", "--rm", container, name)
         image_id = out.output.strip().splitlines()[-1]
         usage.touch([key], image=image_id, **{k: v for k, v in meta.items() if k in ("target", "step")})
-        # continue from the new layer so the next layer holds only the next step's changes
-        self._remove_container()
         self.start(image_id)
         return image_id
 
     def finish(self, key: str, meta: Mapping[str, str]) -> str:
         assert self.container is not None
-        self.buildah("config", *self.config_args(), self.container)
+        config = self.config_args()
+        if config:
+            self.buildah("config", *config, self.container)
         name = f"{CACHE_REPO}:{key}"
-        out = self.buildah("commit", "--quiet", self.container, name)
+        container, self.container = self.container, None
+        out = self.buildah("commit", "--quiet", "--rm", container, name)
         image_id = out.output.strip().splitlines()[-1]
-        usage.touch([key], image=image_id, target=meta.get("target"), step="image config")
-        self._remove_container()
+        usage.touch([key], image=image_id, target=meta.get("target"), step="last step + image config")
         self.tag(image_id)
         return image_id
 
@@ -224,7 +249,6 @@ class BuildahBackend(ImageBackend):
             args += ["--label", f"{k}={v}"]
         for port in c.ports:
             args += ["--port", port]
-        args += ["--label", f"io.shlax.target={self.target.name}"]
         return args
 
     def tag(self, image: str) -> None:
@@ -239,6 +263,8 @@ class BuildahBackend(ImageBackend):
             self.push()
 
     def push(self) -> None:
+        if self.session.hook.shlax_push_image(backend=self, names=self.names()):
+            return  # a plugin pushed (shlax-plugin-registry: credentials, TLS, retries)
         tls = "true" if self.session.options.get("tls_verify", True) else "false"
         for name in self.names():
             self.session.reporter.emit("info", message=f"pushing {name}", target=self.target.name)
@@ -256,7 +282,7 @@ class BuildahBackend(ImageBackend):
             for name in image.get("names") or []:
                 if name.startswith(CACHE_REPO + ":"):
                     rows.append({"key": name.split(":", 1)[1], "image": image["id"],
-                                 "size": image.get("size"), "created": image.get("createdatraw")})
+                                 "size": _size(image.get("size")), "created": image.get("created")})
         return rows
 
     @classmethod

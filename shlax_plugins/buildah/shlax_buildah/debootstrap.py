@@ -16,14 +16,10 @@ import os
 import re
 import shutil
 import subprocess
-import tarfile
-import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import parse_qsl
-
-from filelock import FileLock
 
 from shlax_core import dirs
 from shlax_core.errors import RecipeError, ShlaxError, StepFailed
@@ -90,6 +86,8 @@ def shlax_base_image(spec: str, backend: "BuildahBackend") -> Optional[str]:
     if backend.session.offline:
         raise ShlaxError(f"base {spec!r} was never built here and --offline forbids downloading it",
                          where=backend.target.where, hint="build once with the network on")
+    from filelock import FileLock
+
     lock = dirs.state("locks/debootstrap.lock")
     with FileLock(str(lock)):
         if backend.buildah.image_id(name):  # another run built it while we waited
@@ -101,6 +99,9 @@ def shlax_base_image(spec: str, backend: "BuildahBackend") -> Optional[str]:
 
 
 def build(opts: dict[str, str], name: str, backend: "BuildahBackend") -> None:
+    import tarfile
+    import tempfile
+
     debs = dirs.download_cache("debootstrap") / f"{opts['suite']}-{opts['arch'] or 'native'}"
     debs.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="shlax-debootstrap-"))

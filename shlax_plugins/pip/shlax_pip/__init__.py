@@ -1,0 +1,1 @@
+"""shlax pip: the ``pip`` action and the ``pip`` download cache (the user's pip cache + a wheelhouse)."""

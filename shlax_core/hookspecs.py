@@ -88,3 +88,50 @@ def shlax_register_commands(register: Callable[[Any], None]) -> None:
     so ``shlax --help`` lists them without importing the plugin; the plugin module is imported
     and this hook called only when one of its commands is invoked.
     """
+
+
+@hookspec(firstresult=True)
+def shlax_layers_missing(backend: "Backend", keys: list[str]) -> Optional[dict[str, str]]:
+    """Layers the local store lacks: a plugin may fetch some (e.g. from a registry cache).
+
+    Called by image builds (never by ``plan``) when the local layer cache does not hold the
+    whole target. ``keys`` are in build order, the final image's key last; each key is a hash
+    of its parent, so a plugin only needs the *last* key it can provide: that layer contains
+    every earlier one. First non-None result wins.
+
+    :param backend: the image backend; fetched layers must be usable by its ``start()``.
+    :param keys: the missing step keys after the longest local prefix, final image key last.
+    :return: key -> local image ID for each layer made available, or None.
+    """
+
+
+@hookspec
+def shlax_layer_committed(backend: "Backend", key: str, image: str) -> None:
+    """A step layer (or the final image) was just committed under its key.
+
+    :param backend: the image backend that committed it.
+    :param key: the step key (the final image's key for the last call of a build).
+    :param image: the local image ID.
+    """
+
+
+@hookspec
+def shlax_image_built(backend: "Backend", image: str, keys: list[str]) -> None:
+    """An image target succeeded (built, or found whole in the cache) and is tagged.
+
+    :param backend: the image backend, still open.
+    :param image: the final image ID.
+    :param keys: every step key of the target in build order, the final image key last.
+    """
+
+
+@hookspec(firstresult=True)
+def shlax_push_image(backend: "Backend", names: list[str]) -> Optional[bool]:
+    """Push the final image's names to their registries (``--push`` / ``push = true``).
+
+    First non-None result wins: return True when this plugin pushed, so the backend does not
+    push again with its own plain fallback. Raise ``StepFailed`` when a push fails.
+
+    :param backend: the image backend whose store holds the tagged image.
+    :param names: the fully qualified names to push, e.g. ``reg.example:5000/team/app:1.2``.
+    """

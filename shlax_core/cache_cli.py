@@ -99,7 +99,41 @@ def _layers() -> list[dict[str, Any]]:
     return rows
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _CacheGroup(click.Group):
+    """Plugins add ``shlax cache`` subcommands through ``shlax.cache_commands`` entry points
+    (name = subcommand, value = a click command), imported only when invoked."""
+
+    def _eps(self) -> dict[str, Any]:
+        from importlib.metadata import entry_points
+
+        try:
+            return {ep.name: ep for ep in entry_points(group="shlax.cache_commands")}
+        except Exception:
+            return {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._eps()))
+
+    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+        cmd = super().get_command(ctx, name)
+        ep = None if cmd is not None else self._eps().get(name)
+        if ep is None:
+            return cmd
+        if ctx.resilient_parsing:
+            return click.Command(name, help="(plugin command)")
+        try:
+            return ep.load()
+        except Exception as exc:  # guarded: a broken plugin breaks only its own command
+            error = ShlaxError(f"plugin command `cache {name}` ({ep.value}) failed to load: "
+                               f"{type(exc).__name__}: {exc}")
+            return click.Command(name, callback=lambda: _raise(error), help=f"(broken plugin) {exc}")
+
+
+def _raise(exc: ShlaxError) -> None:
+    raise exc
+
+
+@click.group(cls=_CacheGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cache() -> None:
     """The layer cache and the download caches."""
 
@@ -175,7 +209,7 @@ def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, 
     if not dry_run and doomed:
         by_backend: dict[Any, list[str]] = {}
         for r in doomed:
-            by_backend.setdefault(r["backend"], []).append(r["image"])
+            by_backend.setdefault(r["backend"], []).append(r.get("name") or r["image"])
         for backend, images in by_backend.items():
             backend.remove_layers(images)
         usage.forget(r["key"] for r in doomed)

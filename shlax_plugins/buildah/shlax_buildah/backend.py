@@ -281,12 +281,13 @@ class BuildahBackend(ImageBackend):
         for image in images:
             for name in image.get("names") or []:
                 if name.startswith(CACHE_REPO + ":"):
-                    rows.append({"key": name.split(":", 1)[1], "image": image["id"],
+                    rows.append({"key": name.split(":", 1)[1], "image": image["id"], "name": name,
                                  "size": _size(image.get("size")), "created": image.get("created")})
         return rows
 
     @classmethod
-    def remove_layers(cls, images: Sequence[str]) -> None:
+    def remove_layers(cls, names: Sequence[str]) -> None:
+        """Remove cache tags; an image that is also a user's final image keeps its other names."""
         b = Buildah()
-        for image in images:
-            b("rmi", image, check=False)
+        for name in names:
+            b("rmi", name, check=False)

@@ -1,0 +1,104 @@
+"""``shlax cache export --to WHERE`` and ``shlax cache import --from WHERE`` (WHERE: a registry
+reference or a tarball path), registered as ``shlax.cache_commands`` entry points."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from shlax_core.errors import ShlaxError
+
+from shlax_registry.client import RegistryError
+
+
+def _caches(only: tuple[str, ...]) -> dict[str, list[Path]]:
+    """Folders of every installed download cache (or of the ones named), by cache name."""
+    from shlax_core.plugins import Plugins
+
+    plugins = Plugins()
+    names = plugins.names("cache")
+    for name in only:
+        if name not in names:
+            raise ShlaxError(f"no download cache named {name!r}", hint=f"installed: {', '.join(names) or 'none'}")
+    out = {}
+    for name in (only or names):
+        try:
+            out[name] = [Path(f) for f in plugins.load("cache", name)().folders()]
+        except ShlaxError as exc:
+            click.echo(f"note: {exc.message}", err=True)
+    return out
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _with_store(where: str, tls_verify: bool, reading: bool, work: Callable[[Any], Any]) -> Any:
+    from shlax_registry.stores import open_store
+
+    store = open_store(where, tls_verify=tls_verify, reading=reading)
+    ok = False
+    try:
+        result = work(store)
+        ok = True
+        return result
+    except RegistryError as exc:
+        hint = None
+        if tls_verify and getattr(exc, "tls", False):
+            hint = "a plain-HTTP or self-signed registry? pass --no-tls-verify"
+        elif exc.status in (401, 403):
+            hint = "log in (buildah login HOST) or set SHLAX_REGISTRY_USER and SHLAX_REGISTRY_PASSWORD"
+        raise ShlaxError(exc.message, hint=hint) from None
+    finally:
+        store.close(ok)
+
+
+_cache_opt = click.option("--cache", "only", multiple=True, metavar="NAME",
+                          help="Only this download cache (apt, pip, npm...); repeat for several. Default: all.")
+_tls_opt = click.option("--tls-verify/--no-tls-verify", default=True, help="Verify registry TLS (default: on).")
+
+
+@click.command("export")
+@click.option("--to", "where", required=True, metavar="REGISTRY/REPO[:TAG]|FILE.tar",
+              help="A registry repository (tag default: latest) or a tarball path.")
+@_cache_opt
+@_tls_opt
+@click.option("--replace", is_flag=True, help="Publish exactly the local caches (default: merge with what is there).")
+def export(where: str, only: tuple[str, ...], tls_verify: bool, replace: bool) -> None:
+    """Upload the download caches (apt/pip/npm), sending only what the destination lacks."""
+    from shlax_registry import downloads
+
+    caches = _caches(only)
+    started = time.monotonic()
+    report = _with_store(where, tls_verify, False,
+                         lambda store: downloads.export(caches, store, replace=replace,
+                                                        log=lambda m: click.echo(m, err=True)))
+    click.echo(f"exported {report.files} files ({_human(report.bytes)}) of {', '.join(sorted(caches)) or 'no cache'} "
+               f"to {where}: {report.uploaded} blobs uploaded ({_human(report.uploaded_bytes)}), "
+               f"{report.skipped} already there, in {time.monotonic() - started:.1f}s")
+
+
+@click.command("import")
+@click.option("--from", "where", required=True, metavar="REGISTRY/REPO[:TAG]|FILE.tar",
+              help="A registry repository (tag default: latest) or a tarball path.")
+@_cache_opt
+@_tls_opt
+def import_(where: str, only: tuple[str, ...], tls_verify: bool) -> None:
+    """Download the download caches (apt/pip/npm) into this machine's cache folders."""
+    from shlax_registry import downloads
+
+    caches = _caches(only)
+    started = time.monotonic()
+    report = _with_store(where, tls_verify, True, lambda store: downloads.import_(caches, store))
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"imported {report.files} files ({_human(report.bytes)}) from {where}: {report.uploaded} written "
+               f"({_human(report.uploaded_bytes)} downloaded), {report.skipped} already up to date, "
+               f"in {time.monotonic() - started:.1f}s")

@@ -1,0 +1,168 @@
+"""Where an exported download cache lives: a registry repository, or an OCI layout in a tarball.
+
+Both hold content-addressed blobs and one manifest; the exporter and importer only see this small
+interface, so ``--to``/``--from`` take either form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from shlax_core.errors import ShlaxError
+
+from shlax_registry import refs
+from shlax_registry.client import OCI_MANIFEST, Registry, RegistryError
+
+
+class Store:
+    """Blobs by digest plus one manifest (the artifact)."""
+
+    label: str = ""
+    #: a registry answers HEAD per blob; a fresh tarball holds nothing
+    remote: bool = False
+
+    def has(self, digest: str) -> bool:
+        raise NotImplementedError
+
+    def put(self, digest: str, source: Union[bytes, Path]) -> None:
+        raise NotImplementedError
+
+    def get(self, digest: str, dest: Optional[Path] = None) -> Optional[bytes]:
+        raise NotImplementedError
+
+    def manifest(self) -> Optional[tuple[dict[str, Any], str]]:
+        raise NotImplementedError
+
+    def put_manifest(self, body: bytes) -> str:
+        raise NotImplementedError
+
+    def close(self, ok: bool) -> None:
+        """Finish writing (tarball: pack the layout) or clean up."""
+
+
+class RegistryStore(Store):
+    remote = True
+
+    def __init__(self, ref: refs.Ref, tls_verify: bool):
+        self.ref = ref if ref.tag else ref.with_tag("latest")
+        self.label = str(self.ref)
+        self.client = Registry(ref.host, tls_verify=tls_verify)
+
+    def has(self, digest: str) -> bool:
+        return self.client.has_blob(self.ref.repo, digest)
+
+    def put(self, digest: str, source: Union[bytes, Path]) -> None:
+        self.client.put_blob(self.ref.repo, digest, source)
+
+    def get(self, digest: str, dest: Optional[Path] = None) -> Optional[bytes]:
+        return self.client.get_blob(self.ref.repo, digest, dest)
+
+    def manifest(self) -> Optional[tuple[dict[str, Any], str]]:
+        return self.client.get_manifest(self.ref.repo, self.ref.tag or "latest")
+
+    def put_manifest(self, body: bytes) -> str:
+        return self.client.put_manifest(self.ref.repo, self.ref.tag or "latest", body)
+
+
+class LayoutStore(Store):
+    """An OCI image layout (``oci-layout``, ``index.json``, ``blobs/sha256/...``) in a tarball.
+
+    Export writes a fresh layout and packs it at :meth:`close`; import unpacks the tarball first.
+    Plain ``.tar`` (blobs are mostly compressed already) unless the name ends in .gz/.tgz.
+    """
+
+    def __init__(self, path: str, *, reading: bool):
+        self.path = Path(os.path.expanduser(path)).resolve()
+        self.label = str(self.path)
+        self.dir = Path(tempfile.mkdtemp(prefix="shlax-oci-"))
+        self.reading = reading
+        if reading:
+            if not self.path.is_file():
+                shutil.rmtree(self.dir)
+                raise ShlaxError(f"no such tarball: {self.path}", hint="export one with: shlax cache export --to FILE.tar")
+            try:
+                with tarfile.open(self.path) as tar:
+                    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                    tar.extractall(self.dir, **safe)  # type: ignore[arg-type]
+            except (tarfile.TarError, OSError) as exc:
+                shutil.rmtree(self.dir)
+                raise ShlaxError(f"{self.path} is not a readable tarball: {exc}") from None
+        else:
+            (self.dir / "blobs" / "sha256").mkdir(parents=True)
+            (self.dir / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+
+    def _blob(self, digest: str) -> Path:
+        algo, _, hexa = digest.partition(":")
+        if algo != "sha256" or len(hexa) != 64 or not all(c in "0123456789abcdef" for c in hexa):
+            raise ShlaxError(f"{self.label}: bad digest {digest!r}")
+        return self.dir / "blobs" / "sha256" / hexa
+
+    def has(self, digest: str) -> bool:
+        return self._blob(digest).exists()
+
+    def put(self, digest: str, source: Union[bytes, Path]) -> None:
+        dest = self._blob(digest)
+        if isinstance(source, Path):
+            shutil.copyfile(source, dest)
+        else:
+            dest.write_bytes(source)
+
+    def get(self, digest: str, dest: Optional[Path] = None) -> Optional[bytes]:
+        path = self._blob(digest)
+        if not path.exists():
+            raise RegistryError(f"{self.label}: blob {digest} is missing")
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        if "sha256:" + h.hexdigest() != digest:
+            raise RegistryError(f"{self.label}: blob {digest} does not match its digest")
+        if dest is None:
+            return path.read_bytes()
+        shutil.copyfile(path, dest)
+        return None
+
+    def manifest(self) -> Optional[tuple[dict[str, Any], str]]:
+        index = self.dir / "index.json"
+        if not index.exists():
+            return None
+        entries = json.loads(index.read_text()).get("manifests") or []
+        if not entries:
+            return None
+        digest = entries[0]["digest"]
+        return json.loads(self.get(digest) or b"{}"), digest
+
+    def put_manifest(self, body: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        self.put(digest, body)
+        index = {"schemaVersion": 2, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
+             "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}
+        (self.dir / "index.json").write_text(json.dumps(index))
+        return digest
+
+    def close(self, ok: bool) -> None:
+        try:
+            if ok and not self.reading:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                mode = "w:gz" if self.path.name.endswith((".gz", ".tgz")) else "w"
+                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+                with tarfile.open(tmp, mode) as tar:
+                    for name in sorted(os.listdir(self.dir)):
+                        tar.add(self.dir / name, arcname=name)
+                tmp.replace(self.path)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def open_store(where: str, *, tls_verify: bool, reading: bool) -> Store:
+    if refs.is_tarball(where):
+        return LayoutStore(where, reading=reading)
+    return RegistryStore(refs.parse(where, what="cache location"), tls_verify)

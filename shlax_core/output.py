@@ -178,15 +178,17 @@ class LiveReporter(PlainReporter):
         from rich.table import Table
         from rich.text import Text
 
+        # No self.lock here: rich calls this from its refresh thread while holding its own lock, and
+        # emit() holds self.lock while printing through rich: taking both would deadlock. Copies of
+        # the dicts are enough for a frame.
         grid = Table.grid(padding=(0, 1))
-        with self.lock:
-            for key, d in list(self.running.items()):
-                elapsed = time.monotonic() - d["_t"]
-                grid.add_row(Text(f"{_where(d)} [{d['index']}/{d['total']}]", style="bold"),
-                             Text("RUN", style="yellow"), Text(d["step"]), Text(fmt_time(elapsed), style="dim"))
-                for line in self.tails.get(key, ()):
-                    grid.add_row("", "", Text("│ " + line[:200], style="dim"), "")
-            grid.add_row(Text(f"total {fmt_time(time.monotonic() - self.started)}", style="dim"))
+        for key, d in list(self.running.items()):
+            elapsed = time.monotonic() - d["_t"]
+            grid.add_row(Text(f"{_where(d)} [{d['index']}/{d['total']}]", style="bold"),
+                         Text("RUN", style="yellow"), Text(d["step"]), Text(fmt_time(elapsed), style="dim"))
+            for line in list(self.tails.get(key, ())):
+                grid.add_row("", "", Text("│ " + line[:200], style="dim"), "")
+        grid.add_row(Text(f"total {fmt_time(time.monotonic() - self.started)}", style="dim"))
         return grid
 
     def print(self, text: Any, style: Optional[str] = None) -> None:

@@ -195,3 +195,27 @@ def test_debootstrap_base_and_user(tmp_path, shlax, debian_image, nonce):
     assert text.startswith("uid=1500(app)")
     # the base was built once: it is not rebuilt
     assert "building base image" not in proc.stdout
+
+
+def test_scratch_base_with_copy_only(tmp_path, shlax, nonce):
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "index.html").write_text(f"<p>{nonce}</p>\n")
+    (tmp_path / "static" / "skip.log").write_text("not copied\n")
+    (tmp_path / "shlax.toml").write_text(textwrap.dedent(f"""
+        [targets.s{nonce}]
+        base = "scratch"
+        image = "localhost/shlax-test-scratch-{nonce}:v1"
+        tags = ["stable"]
+        steps = [ {{ copy = {{ src = "static/", dest = "/www/", exclude = ["*.log"] }} }} ]
+    """))
+    proc = shlax("run", str(tmp_path / "shlax.toml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    image = f"localhost/shlax-test-scratch-{nonce}"
+    assert read_in_image(f"{image}:v1", "/www/index.html") == f"<p>{nonce}</p>\n"
+    ctr = buildah("from", "--pull=never", f"{image}:stable").stdout.strip()
+    try:
+        mnt = buildah("mount", ctr).stdout.strip()
+        assert sorted(os.listdir(mnt)) == ["www"]
+        assert os.listdir(Path(mnt, "www")) == ["index.html"]
+    finally:
+        buildah("rm", ctr)

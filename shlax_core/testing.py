@@ -167,6 +167,7 @@ class FakeImageParams:
     base: str = doc("the base image; its text is its identity (the first step's parent)", "scratch")
     image: Optional[str] = doc("the name the final image is committed under", None)
     config: ImageConfig = doc("image configuration", default_factory=ImageConfig)
+    push: bool = doc("push the final image (through the shlax_push_image hook)", False)
 
 
 class RecordingImage(_Recording, ImageBackend):
@@ -198,10 +199,17 @@ class RecordingImage(_Recording, ImageBackend):
         image = "img-" + key[:12]
         self.recorder.layers[key] = image
         self._record("finish", key=key, image=image, names=self.names())
+        self._push()
         return image
 
     def tag(self, image: str) -> None:
         self._record("tag", image=image, names=self.names())
+        self._push()
+
+    def _push(self) -> None:
+        if self.params.push or self.session.options.get("push"):
+            pushed = self.session.hook.shlax_push_image(backend=self, names=self.names())
+            self._record("push", names=self.names(), by_plugin=bool(pushed))
 
     def config_data(self) -> Any:
         return canonical(self.params.config)

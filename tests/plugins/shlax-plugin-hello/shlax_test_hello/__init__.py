@@ -22,6 +22,8 @@ class Hello(Action):
         return f"hello {self.params.who}"
 
     def apply(self, ctx):
+        if self.params.who == "crash":  # a bug in a plugin, for the internal-error test
+            raise ZeroDivisionError("division by zero in a test plugin")
         greeting = f"hello {self.params.who}"
         ctx.run(["echo", greeting.upper() if self.params.loud else greeting])
         return True

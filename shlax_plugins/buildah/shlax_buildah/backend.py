@@ -115,7 +115,8 @@ class BuildahBackend(ImageBackend):
                 raise ShlaxError(f"base image {base!r} is not in the local store and --offline forbids pulling",
                                  where=self.target.where, hint=f"run once online, or: buildah pull {base}")
             self.session.reporter.emit("info", message=f"pulling {ref}", target=self.target.name)
-            self.buildah.stream(["pull", ref], output=self.log)
+            verify = self.session.options.get("tls_verify", True) and self.params.tls_verify
+            self.buildah.stream(["pull", f"--tls-verify={str(bool(verify)).lower()}", ref], output=self.log)
             image_id = self.buildah.image_id(ref)
             if image_id is None:
                 raise StepFailed(f"pulled {ref} but cannot find it in the store")

@@ -36,10 +36,13 @@ class Buildah:
                            display=display, env=env)
 
     def images(self) -> list[dict[str, Any]]:
-        out = self("images", "--json", check=False)
+        out = self("images", "--json", "--no-trunc", check=False)
         if not out.ok or not out.output.strip():
             return []
-        return json.loads(out.output)
+        images = json.loads(out.output)
+        for image in images:  # full IDs, as `inspect` gives them: a base's ID is part of every step key
+            image["id"] = str(image.get("id", "")).removeprefix("sha256:")
+        return images
 
     def image_id(self, ref: str) -> Optional[str]:
         out = self("inspect", "--type", "image", "--format", "{{.FromImageID}}", ref, check=False)

@@ -182,8 +182,8 @@ def shlax_push_image(backend: Any, names: list[str]) -> Optional[bool]:
                                output=backend.log, check=False, display=["buildah", "push", name])
             if not res.ok:
                 hint = ""
-                text = " ".join(res.tail)
-                if s.tls_verify and ("http response to HTTPS" in text or "certificate" in text):
+                text = " ".join(res.tail).lower()
+                if s.tls_verify and ("http response to https" in text or "certificate" in text):
                     hint = "; for a plain-HTTP or self-signed registry pass --no-tls-verify (tls_verify = false)"
                 elif "unauthorized" in text or "authentication required" in text:
                     hint = f"; log in first (buildah login {ref.host}) or set {auth.ENV_USER}/{auth.ENV_PASSWORD}"

@@ -142,7 +142,8 @@ def make_fleet(base: Path, count: int) -> Fleet:
             f"Port {host.port}\nListenAddress 127.0.0.1\nHostKey {host.host_key}\n"
             f"PidFile {base}/{name}.pid\nAuthorizedKeysFile /etc/ssh/shlax_authorized_keys\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
-            "StrictModes no\nMaxSessions 100\nMaxStartups 100:30:200\nPrintMotd no\nUseDNS no\n")
+            "StrictModes no\nMaxSessions 100\nMaxStartups 100:30:200\nPrintMotd no\nUseDNS no\n"
+            "Subsystem sftp internal-sftp\n")
         known.append(f"[127.0.0.1]:{host.port} {(base / f'{name}_host_key.pub').read_text().split(' ')[0]} "
                      f"{(base / f'{name}_host_key.pub').read_text().split(' ')[1]}")
         config.append(f"Host {name}\n  HostName 127.0.0.1\n  Port {host.port}\n  User root\n")

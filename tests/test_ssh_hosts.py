@@ -226,3 +226,45 @@ def test_control_sockets_are_removed(ssh_fleet, tmp_path):
     assert proc.returncode == 0, proc.stdout
     after = set(glob.glob(f"{tempfile.gettempdir()}/shlax-ssh-*")) | set(glob.glob("/tmp/shlax-ssh-*"))
     assert after <= before
+
+
+def test_same_steps_build_an_image_and_provision_a_host(ssh_fleet, tmp_path, busybox_image):
+    """One named step list, two targets: a buildah image and an ssh host end with the same files."""
+    import subprocess
+
+    (tmp_path / "site.conf").write_text("same everywhere\n")
+    (tmp_path / "shlax.toml").write_text(textwrap.dedent(f"""
+        [steps]
+        site = [
+          {{ copy = {{ src = "site.conf", dest = "/srv/same/site.conf", mode = "0604" }} }},
+          {{ run = ["sh", "-c", "echo made > /srv/same/made"], creates = "/srv/same/made" }},
+        ]
+
+        [targets.image]
+        base = "{busybox_image}"
+        image = "localhost/shlax-test-same-steps"
+        steps = [ {{ use = "site" }} ]
+
+        [targets.host]
+        backend = "ssh"
+        ssh_config = "{ssh_fleet.ssh_config}"
+        hosts = ["h4"]
+        steps = [ {{ use = "site" }} ]
+    """))
+    proc = run_shlax("run", str(tmp_path / "shlax.toml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    try:
+        ctr = subprocess.run(["buildah", "from", "localhost/shlax-test-same-steps"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        try:
+            script = "for f in /srv/same/*; do stat -c '%n %a' $f; cat $f; done"
+            in_image = subprocess.run(["buildah", "run", "--isolation", "chroot", ctr, "sh", "-c", script],
+                                      capture_output=True, text=True, check=True).stdout
+        finally:
+            subprocess.run(["buildah", "rm", ctr], capture_output=True)
+        on_host = subprocess.run(["ssh", "-F", str(ssh_fleet.ssh_config), "h4", script],
+                                 capture_output=True, text=True, check=True).stdout
+        assert in_image == on_host
+        assert "/srv/same/site.conf 604\nsame everywhere\n" in on_host
+    finally:
+        subprocess.run(["buildah", "rmi", "localhost/shlax-test-same-steps"], capture_output=True)

@@ -214,7 +214,9 @@ class Runner:
                     self._step_event("step_end", where, i + 1, total, a, status="run", reason=reason)
                     result.add("run")
             if plan:
-                summary = "up to date" if final_key in found else f"{result.counts.get('run', 0)} steps to run"
+                to_run = result.counts.get("run", 0)
+                summary = ("up to date" if final_key in found
+                           else f"{to_run} step{'s' if to_run != 1 else ''} to run")
                 self.reporter.emit("target_end", **where, summary=summary, elapsed=time.monotonic() - started)
                 return result
             if final_key in found:

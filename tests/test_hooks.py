@@ -155,6 +155,82 @@ def test_hook_shlax_register_commands(test_plugins, tmp_path: Path) -> None:
     assert "Say hello" in shlax_cli(["hello", "--help"], tmp_path).stdout
 
 
+IMAGE = '[targets.i]\nbackend = "fake-image"\nimage = "localhost/i"\nsteps = [ { run = ["a"] }, { run = ["b"] } ]\n'
+
+
+class Layers:
+    """An in-memory plugin watching the layer-cache hooks."""
+
+    def __init__(self, provide=None):
+        self.provide = provide
+        self.committed, self.built, self.missing = [], [], []
+
+    @hookimpl
+    def shlax_layers_missing(self, backend, keys):
+        self.missing.append(list(keys))
+        return self.provide(keys) if self.provide else None
+
+    @hookimpl
+    def shlax_layer_committed(self, backend, key, image):
+        self.committed.append((key, image))
+
+    @hookimpl
+    def shlax_image_built(self, backend, image, keys):
+        self.built.append((image, list(keys)))
+
+
+def test_hook_shlax_layer_committed(shlax_recipe) -> None:
+    plugin = Layers()
+    result = shlax_recipe(IMAGE, hooks=[plugin]).run()
+    commits = [(c["key"], c["image"]) for c in result.calls if c["call"] in ("commit", "finish")]
+    assert plugin.committed == commits and len(commits) == 2   # step 1, then step 2 with the config
+
+
+def test_hook_shlax_image_built(shlax_recipe) -> None:
+    plugin = Layers()
+    project = shlax_recipe(IMAGE, hooks=[plugin])
+    project.run()
+    project.run()     # found whole in the cache: still "built"
+    assert len(plugin.built) == 2
+    image, keys = plugin.built[0]
+    assert plugin.built[1] == plugin.built[0] and len(keys) == 3 and image.startswith("img-")
+    project.plan()
+    assert len(plugin.built) == 2   # plan builds nothing
+
+
+def test_hook_shlax_layers_missing(shlax_recipe) -> None:
+    remote: dict[str, str] = {}
+    plugin = Layers(provide=lambda keys: {k: remote[k] for k in keys if k in remote} or None)
+    project = shlax_recipe(IMAGE, hooks=[plugin])
+    project.run()
+    assert len(plugin.missing) == 1 and len(plugin.missing[0]) == 3   # two steps + the final image
+    # another machine: an empty local store, but a plugin can fetch the first layer
+    remote.update({k: f"fetched-{i}" for i, k in enumerate(plugin.missing[0][:1])})
+    project.recorder.layers.clear()
+    result = project.run()
+    assert result.statuses == ["cached", "done"]
+    (start,) = [c for c in result.calls if c["call"] == "start"]
+    assert start["image"] == "fetched-0"
+    project.plan()
+    assert len(plugin.missing) == 2   # never called by plan
+
+
+def test_hook_shlax_push_image(shlax_recipe) -> None:
+    pushed = []
+
+    class Pusher:
+        @hookimpl
+        def shlax_push_image(self, backend, names):
+            pushed.append(names)
+            return True
+
+    project = shlax_recipe(IMAGE.replace('image = "localhost/i"', 'image = "reg.example/team/i:1"\npush = true'),
+                           hooks=[Pusher()])
+    result = project.run()
+    assert pushed == [["reg.example/team/i:1"]]
+    assert [c for c in result.calls if c["call"] == "push"][0]["by_plugin"] is True
+
+
 def test_trace_hooks(tmp_path: Path) -> None:
     (tmp_path / "shlax.toml").write_text('[targets.t]\nbackend = "local"\nsteps = [ { run = ["true"] } ]\n')
     proc = shlax_cli(["run"], tmp_path, SHLAX_TRACE_HOOKS="1")

@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import stat as stat_mod
 import tarfile
 import tempfile
@@ -239,19 +240,28 @@ def export(caches: dict[str, list[Path]], store: Store, *, replace: bool = False
     report.skipped = len(todo) - report.uploaded
 
     mine = {e.key: e for e in local}
-    for attempt in range(5):
+    for attempt in range(8):
+        if store.remote and attempt == 0 and not replace:
+            # read again just before writing: uploads take long, another runner may have exported meanwhile
+            manifest, remote = _remote_index(store)
+            sizes.update(_layer_sizes(manifest))
         merged = dict(mine) if replace else {**{e.key: e for e in remote}, **mine}
         body = _manifest_for(store, merged.values(), sizes)
         written = store.put_manifest(body)
         if not store.remote:
             break
-        # another machine may have written the tag between our read and our write: merge again
+        # a registry has no compare-and-swap: a runner that read the tag just before our write may
+        # overwrite it. Look again a moment later; if our files are gone, merge and write again.
+        time.sleep(0.3 + random.random() * 0.4)
         now = store.manifest()
         if now is None or now[1] == written:
             break
         manifest, remote = _remote_index(store)
         sizes.update(_layer_sizes(manifest))
-        log(f"another export wrote {store.label} at the same time: merging again ({attempt + 1})")
+        theirs = {e.key: e.digest for e in remote}
+        if replace or all(theirs.get(k) == e.digest for k, e in mine.items()):
+            break
+        log(f"another export overwrote {store.label} at the same time: merging again ({attempt + 1})")
     report.files = len(merged)
     report.bytes = sum(e.size for e in merged.values())
     return report

@@ -1,0 +1,93 @@
+"""copy: source selection (globs, ignores, the recipe-dir fence) and destination semantics."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shlax_core.errors import RecipeError
+from shlax_core.files import select
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for rel in ["app/main.py", "app/lib/util.py", "app/__pycache__/x.pyc", "app/.env", "README.md", "b.txt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    (tmp_path / "app" / "link").symlink_to("main.py")
+    return tmp_path
+
+
+def names(groups) -> list[list[str]]:
+    return [[e.arcname for e in entries] for _, entries in groups]
+
+
+def test_directory_contents_and_symlinks_inside(tree: Path) -> None:
+    (entries,) = names(select(tree, ["app"], []))
+    assert "main.py" in entries and "lib/util.py" in entries and "link" in entries
+
+
+def test_exclude_and_shlaxignore(tree: Path) -> None:
+    (tree / ".shlaxignore").write_text("__pycache__/\n")
+    (entries,) = names(select(tree, ["app/"], [".env"]))
+    assert not [e for e in entries if "__pycache__" in e or e == ".env"]
+
+
+def test_a_file_named_outright_is_copied_even_if_ignored(tree: Path) -> None:
+    (tree / ".shlaxignore").write_text("*.md\n")
+    assert names(select(tree, ["README.md"], [])) == [["README.md"]]
+    assert names(select(tree, ["*.md"], [])) == []
+
+
+def test_glob(tree: Path) -> None:
+    assert sorted(e for g in names(select(tree, ["app/**/*.py"], [])) for e in g) == ["main.py", "util.py"]
+
+
+@pytest.mark.parametrize("src, fragment", [
+    ("../x", "escapes the recipe's directory"),
+    ("/etc/passwd", "is absolute"),
+    ("app/../../x", "escapes"),
+    ("nope", "matches nothing"),
+])
+def test_fence(tree: Path, src: str, fragment: str) -> None:
+    (tree.parent / "x").write_text("outside")
+    with pytest.raises(RecipeError, match=fragment):
+        select(tree, [src], [], where="r.toml:3")
+
+
+def test_symlinked_directory_pointing_out(tree: Path, tmp_path_factory) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret").write_text("s")
+    os.symlink(outside, tree / "app" / "escape")
+    with pytest.raises(RecipeError, match="through the symlink"):
+        select(tree, ["app"], [])
+
+
+COPY = '[targets.h]\nbackend = "fake"\nsteps = [ { copy = { src = SRC, dest = "DEST" } } ]\n'
+
+
+@pytest.mark.parametrize("src, dest, expected", [
+    ('"b.txt"', "/etc/b.conf", ["/etc/b.conf"]),                      # a file is dest
+    ('"b.txt"', "/etc/", ["/etc/b.txt"]),                             # dest/ is a directory
+    ('["b.txt", "README.md"]', "/srv", ["/srv/README.md", "/srv/b.txt"]),   # several sources
+    ('"app/lib"', "/opt/lib", ["/opt/lib/util.py"]),                  # a directory's contents
+])
+def test_destinations(shlax_recipe, tree: Path, src: str, dest: str, expected: list[str]) -> None:
+    files = {rel: (tree / rel).read_text() for rel in ["b.txt", "README.md", "app/lib/util.py"]}
+    project = shlax_recipe(COPY.replace("SRC", src).replace("DEST", dest), files=files)
+    result = project.run()
+    assert result.code == 0, result.output
+    archive = result.archives[0]
+    assert sorted(p for p, data in archive["files"].items() if data is not None) == expected
+
+
+def test_mode_and_owner(shlax_recipe) -> None:
+    project = shlax_recipe('[targets.h]\nbackend = "fake"\n'
+                           'steps = [ { copy = { src = "s.sh", dest = "/usr/local/bin/s", mode = "0755", owner = "app" } } ]\n',
+                           files={"s.sh": "#!/bin/sh\n"})
+    archive = project.run().archives[0]
+    assert archive["modes"]["/usr/local/bin/s"] == 0o755 and archive["owner"] == "app"
+    assert archive["paths"] == ["/usr/local/bin/s"]
+    assert project.run().statuses == ["ok"]

@@ -40,7 +40,7 @@ def ignore_spec(root: Path, patterns: Sequence[str]):
         return None
     import pathspec
 
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    return pathspec.GitIgnoreSpec.from_lines(lines)  # git's own rules; "gitwildmatch" is deprecated
 
 
 def select(root: Path, sources: Sequence[str], exclude: Sequence[str], *,

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Second-machine rebuild through a registry: shlax vs `buildah bud --layers`, side by side.
+
+A first machine (the default store) builds a 4-step image and shares its layer cache through a
+registry on loopback (shlax --cache-to, bud --cache-to). A second machine -- an empty buildah
+store holding only the base image -- then builds the same thing:
+
+  shlax scratch     shlax, no cache: every step runs
+  shlax cache-from  shlax --cache-from: one tags/list call, one pull of the last layer
+  bud cache-from    buildah bud --layers --cache-from on the equivalent Containerfile
+
+Each round uses a fresh nonce and fresh stores, so nothing is warm. Prints the median seconds
+and the ratios (the target: shlax cache-from <= 0.5 x bud cache-from).
+Usage: python bench/bench_registry.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fixtures_registry import start_registry, stop_registry  # noqa: E402
+
+BUSYBOX = "localhost/shlax-test-busybox:latest"
+
+STEPS = [
+    "echo {nonce} > /nonce",
+    "dd if=/dev/urandom of=/blob1 bs=1M count=8 2>/dev/null",
+    "dd if=/dev/urandom of=/blob2 bs=1M count=8 2>/dev/null && md5sum /blob1 /blob2 > /sums",
+    "sleep 1 && cat /nonce /sums > /report",
+]
+
+
+def recipe(base: str, nonce: str, extra: str) -> str:
+    steps = ",\n".join(f'  {{ run = ["sh", "-c", "{s.format(nonce=nonce)}"] }}' for s in STEPS)
+    return f'[targets.bench]\nbase = "{base}"\nimage = "localhost/bench-reg-{nonce}"\n{extra}steps = [\n{steps}\n]\n'
+
+
+def containerfile(base: str, nonce: str) -> str:
+    return f"FROM {base}\n" + "".join(f'RUN sh -c "{s.format(nonce=nonce)}"\n' for s in STEPS)
+
+
+def run(argv: list[str], env: dict, cwd: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(argv)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
+class Store:
+    def __init__(self, base: Path):
+        self.root, self.runroot = base / "root", base / "runroot"
+
+    @property
+    def args(self) -> list[str]:
+        return ["--root", str(self.root), "--runroot", str(self.runroot)]
+
+    def destroy(self) -> None:
+        subprocess.run(["buildah", *self.args, "rm", "--all"], capture_output=True)
+        subprocess.run(["buildah", *self.args, "rmi", "--all", "--force"], capture_output=True)
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        for m in sorted((m for m in mounts if m.startswith(str(self.root))), key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(self.root.parent, ignore_errors=True)
+
+
+def one_round(reg: str, base: str, work: Path, env: dict) -> dict[str, float]:
+    nonce = uuid.uuid4().hex[:12]
+    shlax = [sys.executable, "-m", "shlax_core"]
+    cache = f"{reg}/bench/shlax-{nonce}"
+    budcache = f"{reg}/bench/bud-{nonce}"
+    d = work / nonce
+    d.mkdir()
+    (d / "Containerfile").write_text(containerfile(base, nonce))
+    # first machine: build and share
+    (d / "first.toml").write_text(recipe(base, nonce, ""))
+    run([*shlax, "run", str(d / "first.toml"), "--cache-to", cache, "--no-tls-verify"], env, d)
+    run(["buildah", "bud", "--layers", "--tls-verify=false", "--cache-to", budcache, "-t",
+         f"localhost/bench-bud-{nonce}", "."], env, d)
+    times = {}
+    for name in ("shlax scratch", "shlax cache-from", "bud cache-from"):
+        store = Store(Path(tempfile.mkdtemp(prefix="bench-store-", dir=work)))
+        try:
+            subprocess.run(["buildah", *store.args, "pull", "-q", "--tls-verify=false", f"docker://{base}"],
+                           check=True, capture_output=True)
+            extra = f'root = "{store.root}"\nrunroot = "{store.runroot}"\n'
+            (d / "second.toml").write_text(recipe(base, nonce, extra))
+            if name == "shlax scratch":
+                times[name] = run([*shlax, "run", str(d / "second.toml"), "--no-tls-verify"], env, d)
+            elif name == "shlax cache-from":
+                times[name] = run([*shlax, "run", str(d / "second.toml"), "--cache-from", cache,
+                                   "--no-tls-verify"], env, d)
+            else:
+                times[name] = run(["buildah", *store.args, "bud", "--layers", "--tls-verify=false",
+                                   "--cache-from", budcache, "-t", f"localhost/bench-bud-{nonce}", "."], env, d)
+        finally:
+            store.destroy()
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    if subprocess.run(["buildah", "inspect", "--type", "image", BUSYBOX], capture_output=True).returncode:
+        subprocess.run(["sh", str(ROOT / "tests" / "images" / "busybox.sh"), BUSYBOX], check=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-registry-"))
+    reg = start_registry(work / "registry")
+    env = {**os.environ, "BUILDAH_ISOLATION": "chroot", "NO_COLOR": "1", "TMPDIR": str(work),
+           "SHLAX_CACHE_DIR": str(work / "shlax-cache")}
+    try:
+        base = f"{reg.host}/bench/busybox:latest"
+        subprocess.run(["buildah", "push", "-q", "--tls-verify=false", BUSYBOX, f"docker://{base}"], check=True)
+        subprocess.run(["buildah", "pull", "-q", "--tls-verify=false", f"docker://{base}"], check=True,
+                       capture_output=True)
+        rounds = [one_round(reg.host, base, work, env) for _ in range(args.rounds)]
+    finally:
+        stop_registry(reg)
+        shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    print(f"second machine (empty store), {len(STEPS)} steps, median of {args.rounds} rounds")
+    print(f"{'build':<18} {'seconds':>8}")
+    for k, v in med.items():
+        print(f"{k:<18} {v:>8.2f}")
+    print()
+    print(f"shlax cache-from / shlax scratch   {med['shlax cache-from'] / med['shlax scratch']:.2f}x")
+    print(f"shlax cache-from / bud cache-from  {med['shlax cache-from'] / med['bud cache-from']:.2f}x  (target <= 0.50)")
+
+
+if __name__ == "__main__":
+    main()

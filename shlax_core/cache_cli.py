@@ -111,6 +111,15 @@ class _CacheGroup(click.Group):
         except Exception:
             return {}
 
+    _listing = False
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self._eps()))
 
@@ -119,7 +128,7 @@ class _CacheGroup(click.Group):
         ep = None if cmd is not None else self._eps().get(name)
         if ep is None:
             return cmd
-        if ctx.resilient_parsing:
+        if ctx.resilient_parsing or self._listing:  # `shlax cache --help` lists, imports nothing
             return click.Command(name, help="(plugin command)")
         try:
             return ep.load()

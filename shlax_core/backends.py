@@ -142,9 +142,18 @@ class ImageBackend(Backend):
         """Commit the working container as the layer for ``key``; return its image ID."""
         raise NotImplementedError
 
-    def finish(self, key: str, meta: Mapping[str, str]) -> str:
-        """Apply image configuration and commit the final image under the target's names."""
+    def finish(self, key: str, meta: Mapping[str, str], also: Sequence[str] = ()) -> str:
+        """Apply image configuration and commit the final image under ``key`` and the target's names.
+
+        ``also`` lists more layer keys the same commit stands for: when :meth:`merges_last_step`
+        is true the runner does not commit the last step separately, and passes its key here.
+        """
         raise NotImplementedError
+
+    def merges_last_step(self) -> bool:
+        """True when the final image would be identical to the last step's layer (no image
+        configuration to apply): the runner then commits once instead of twice."""
+        return False
 
     def tag(self, image: str) -> None:
         """Point the target's image names at an existing image (everything was cached)."""

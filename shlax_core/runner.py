@@ -208,6 +208,9 @@ class Runner:
                 if i <= start or final_key in found:
                     self._step_event("step_end", where, i + 1, total, a, status="cached")
                     result.add("cached")
+                    if not plan:
+                        self.session.hook.shlax_step_finish(target=target, step=a.step, host=backend.label,
+                                                            status="cached", elapsed=0.0)
                 elif plan:
                     prev = previous[i] if i < len(previous) else None
                     reason = "--no-cache" if self.session.no_cache else history.why(parts[i], prev)
@@ -224,6 +227,8 @@ class Runner:
                 result.image = found[final_key]
             else:
                 backend.start(found[step_keys[start]] if start >= 0 else None)
+                # with no image config the final image *is* the last step's layer: one commit, two names
+                merge = backend.merges_last_step()
                 for i in range(start + 1, total):
                     action, index = r.actions[i], i + 1
                     step_started = time.monotonic()
@@ -232,7 +237,7 @@ class Runner:
                     ctx = self.context(backend, action, {**where, "index": index})
                     with self.locks(ctx):
                         action.apply(ctx)
-                    if i < total - 1:  # the last step is committed once, with the image config
+                    if i < total - 1 or not merge:
                         layer = backend.commit(step_keys[i], {"step": action.step.path, "action": action.name,
                                                               "target": target.name})
                         self.session.hook.shlax_layer_committed(backend=backend, key=step_keys[i], image=layer)
@@ -243,8 +248,10 @@ class Runner:
                     result.add("done")
                     history.save(self.recipe.path, target.name, parts[: i + 1])
                 action = None
-                result.image = backend.finish(final_key, {"target": target.name})
-                self.session.hook.shlax_layer_committed(backend=backend, key=final_key, image=result.image)
+                merged = [step_keys[-1]] if merge and start < total - 1 else []
+                result.image = backend.finish(final_key, {"target": target.name}, also=merged)
+                for key in [*merged, final_key]:
+                    self.session.hook.shlax_layer_committed(backend=backend, key=key, image=result.image)
             self.session.hook.shlax_image_built(backend=backend, image=result.image, keys=[*step_keys, final_key])
             history.save(self.recipe.path, target.name, parts)
             cached = result.counts.get("cached", 0)

@@ -195,9 +195,10 @@ class RecordingImage(_Recording, ImageBackend):
         self._record("commit", key=key, image=image, meta=dict(meta))
         return image
 
-    def finish(self, key: str, meta: Mapping[str, str]) -> str:
+    def finish(self, key: str, meta: Mapping[str, str], also: Sequence[str] = ()) -> str:
         image = "img-" + key[:12]
-        self.recorder.layers[key] = image
+        for k in (key, *also):
+            self.recorder.layers[k] = image
         self._record("finish", key=key, image=image, names=self.names())
         self._push()
         return image
@@ -213,6 +214,10 @@ class RecordingImage(_Recording, ImageBackend):
 
     def config_data(self) -> Any:
         return canonical(self.params.config)
+
+    def merges_last_step(self) -> bool:
+        """Like buildah: with no image configuration the last step's commit is the image."""
+        return self.params.config == ImageConfig()
 
     def names(self) -> list[str]:
         return [self.params.image] if self.params.image else []

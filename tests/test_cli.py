@@ -44,7 +44,7 @@ def test_image_run_then_cached(shlax_recipe) -> None:
     project = shlax_recipe(IMAGE)
     first = project.run()
     assert first.statuses == ["done", "done"]
-    # the last step is committed once, together with the image configuration (finish)
+    # with no image configuration the last step is committed once, as the image (finish)
     assert [c["call"] for c in first.calls] == ["open", "base", "lookup", "start", "run", "commit", "run",
                                                 "finish", "close"]
     assert "i: image localhost/i (0 cached, 2 run)" in first.output

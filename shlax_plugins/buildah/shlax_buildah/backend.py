@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 from shlax_core.backends import ImageBackend, Mount, Stat
 from shlax_core.cache import usage
-from shlax_core.errors import RecipeError, ShlaxError, StepFailed
+from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.imageconfig import ImageConfig
 from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
@@ -102,13 +102,9 @@ class BuildahBackend(ImageBackend):
         if base == "scratch":
             self._base_ref = "scratch"
             return "scratch"
-        ref: Optional[str] = base
-        source = base.split(":", 1)[0]
-        if "/" not in source and "." not in source and source in self.base_sources():
-            ref = self.session.hook.shlax_base_image(spec=base, backend=self)
-            if ref is None:
-                raise RecipeError(f"no plugin provides base images of the kind {source!r}",
-                                  where=self.target.where)
+        # a base source plugin (debootstrap:..., or a third party's) answers first; a registry
+        # or local reference is what no plugin claims
+        ref: str = self.session.hook.shlax_base_image(spec=base, backend=self) or base
         image_id = None if self.session.pull else self._local_image(ref)
         if image_id is None:
             if self.session.offline:
@@ -130,11 +126,6 @@ class BuildahBackend(ImageBackend):
             if wanted & set(image.get("names") or []) or image["id"] == ref:
                 return image["id"]
         return self.buildah.image_id(ref)
-
-    @staticmethod
-    def base_sources() -> tuple[str, ...]:
-        """Prefixes handled by the shlax_base_image hook rather than by a registry."""
-        return ("debootstrap",)
 
     def lookup(self, keys: Sequence[str]) -> dict[str, str]:
         wanted = {f"{CACHE_REPO}:{k}": k for k in keys}
@@ -220,7 +211,10 @@ class BuildahBackend(ImageBackend):
         self.start(image_id)
         return image_id
 
-    def finish(self, key: str, meta: Mapping[str, str]) -> str:
+    def merges_last_step(self) -> bool:
+        return not self.config_args()
+
+    def finish(self, key: str, meta: Mapping[str, str], also: Sequence[str] = ()) -> str:
         assert self.container is not None
         config = self.config_args()
         if config:
@@ -229,7 +223,10 @@ class BuildahBackend(ImageBackend):
         container, self.container = self.container, None
         out = self.buildah("commit", "--quiet", "--rm", container, name)
         image_id = out.output.strip().splitlines()[-1]
-        usage.touch([key], image=image_id, target=meta.get("target"), step="last step + image config")
+        if also:
+            self.buildah("tag", image_id, *(f"{CACHE_REPO}:{k}" for k in also))
+            usage.touch(also, image=image_id, target=meta.get("target"), step="last step")
+        usage.touch([key], image=image_id, target=meta.get("target"), step="image")
         self.tag(image_id)
         return image_id
 

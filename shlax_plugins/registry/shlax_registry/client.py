@@ -23,21 +23,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, Optional, Union
 
 from shlax_registry import auth
+from shlax_registry.errors import RegistryError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MANIFEST_TYPES = ", ".join([OCI_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json",
                             "application/vnd.oci.image.index.v1+json"])
 CHUNK = 1 << 20
-
-
-class RegistryError(Exception):
-    """A registry said no, or could not be reached (``unreachable``)."""
-
-    def __init__(self, message: str, *, status: Optional[int] = None, unreachable: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.unreachable = unreachable
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

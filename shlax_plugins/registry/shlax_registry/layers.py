@@ -25,7 +25,7 @@ from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.hookspecs import hookimpl
 
 from shlax_registry import auth, refs
-from shlax_registry.client import RegistryError
+from shlax_registry.errors import RegistryError
 from shlax_registry.settings import Settings, of, state, tls_hint
 
 CACHE_REPO = "localhost/shlax-cache"

@@ -9,10 +9,13 @@ TLS verification is on unless either the command line (``--no-tls-verify``) or t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from shlax_registry import refs
-from shlax_registry.client import Registry, RegistryError
+from shlax_registry.errors import RegistryError
+
+if TYPE_CHECKING:  # the HTTP client (and ssl) is imported only when a registry is used
+    from shlax_registry.client import Registry
 
 
 @dataclass
@@ -52,13 +55,15 @@ class RunState:
     keys already pushed. Kept on the session so two runs in one process never share it."""
 
     def __init__(self) -> None:
-        self.clients: dict[tuple[str, bool], Registry] = {}
+        self.clients: dict[tuple[str, bool], "Registry"] = {}
         self.down: dict[str, str] = {}
         self.pushed: set[tuple[str, str]] = set()
 
-    def client(self, host: str, tls_verify: bool) -> Registry:
+    def client(self, host: str, tls_verify: bool) -> "Registry":
         key = (host, tls_verify)
         if key not in self.clients:
+            from shlax_registry.client import Registry
+
             self.clients[key] = Registry(host, tls_verify=tls_verify)
         return self.clients[key]
 

@@ -90,10 +90,26 @@ def terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 def quiet(argv: Sequence[str], *, check: bool = True, stdin: Optional[bytes] = None,
           env: Optional[Mapping[str, str]] = None) -> Exec:
-    """Run a short bookkeeping command and capture its output (no streaming)."""
-    proc = subprocess.run([str(a) for a in argv], input=stdin, capture_output=True, env=env)
-    out = proc.stdout.decode("utf-8", "replace")
-    err = proc.stderr.decode("utf-8", "replace")
+    """Run a short bookkeeping command and capture its output (no streaming).
+
+    A Ctrl-C or SIGTERM that arrives meanwhile is held until the command ends: killing
+    ``buildah commit`` or ``buildah from`` half-way is what leaves debris behind, while letting it
+    finish lets the caller's cleanup see (and remove) what it made.
+    """
+    proc = subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    pending: Optional[BaseException] = None
+    while True:
+        try:
+            stdout, stderr = proc.communicate(stdin)
+            break
+        except BaseException as exc:  # KeyboardInterrupt, Interrupted
+            pending = pending or exc
+            stdin = None
+    if pending is not None:
+        raise pending
+    out = stdout.decode("utf-8", "replace")
+    err = stderr.decode("utf-8", "replace")
     result = Exec(list(map(str, argv)), proc.returncode, out, (out + err).splitlines()[-TAIL:])
     if check and proc.returncode != 0:
         raise StepFailed(f"command exited with code {proc.returncode}", argv=result.argv,

@@ -25,6 +25,7 @@ from shlax_core.process import Exec
 from shlax_buildah import isolation
 from shlax_buildah.cli import Buildah
 from shlax_buildah.debootstrap import shlax_base_image  # noqa: F401  (hook implementation)
+from shlax_buildah.remote import BuilderSpec, SSHTransport
 
 CACHE_REPO = "localhost/shlax-cache"
 
@@ -46,6 +47,15 @@ class BuildahParams:
                                   None)
     cache_from: Optional[str] = doc("registry repository to pull missing step layers from (like --cache-from)", None)
     tls_verify: bool = doc("verify registry TLS for push and the layer cache; false for plain-HTTP registries", True)
+    builder: Optional[BuilderSpec] = doc(
+        'build on another machine over SSH: "user@host[:port]" or a table { host, user, port, identity, become, '
+        'host_key_checking, known_hosts, ssh_config, jump, options, connect_timeout }; buildah, its image '
+        'store (root/runroot there) and the download caches are the builder\'s', None)
+
+    def validate(self) -> Optional[str]:
+        if self.builder is not None and (self.cache_to or self.cache_from):
+            return "cache_to/cache_from are not supported with a remote builder yet; push from the builder instead"
+        return None
 
 
 def _size(text: Any) -> int:
@@ -74,9 +84,11 @@ class BuildahBackend(ImageBackend):
 
     def __init__(self, target: Any, params: BuildahParams, session: Any, label: Optional[str] = None):
         super().__init__(target, params, session, label or target.name)
-        self.buildah = Buildah(params.root, params.runroot)
+        # a remote builder: every buildah command rides its ssh connection (opened in open())
+        self.remote = SSHTransport(params.builder, target, session) if params.builder is not None else None
+        self.buildah = Buildah(params.root, params.runroot, transport=self.remote)
         self.container: Optional[str] = None
-        self.isolation = isolation.choose(params.isolation)
+        self.isolation = isolation.choose(params.isolation) if self.remote is None else (params.isolation or "")
         self._images: Optional[list[dict[str, Any]]] = None
         self._base_ref: Optional[str] = None
 
@@ -142,17 +154,26 @@ class BuildahBackend(ImageBackend):
     def start(self, image: Optional[str]) -> None:
         source = image or self._base_ref or "scratch"
         name = f"shlax-{self.target.name}-{uuid.uuid4().hex[:8]}"
-        self.buildah("from", "--pull=never", "--name", name, source)
-        self.container = name
+        self.container = name  # known before it exists: an interrupt during `from` still removes it
         self._facts = None  # type: ignore[assignment]
+        self.buildah("from", "--pull=never", "--name", name, source)
 
     def _remove_container(self) -> None:
         if self.container:
             name, self.container = self.container, None
             self.buildah("rm", name, check=False)
 
+    def open(self) -> None:
+        if self.remote is not None:
+            self.remote.open(self.buildah.argv0)
+            self.isolation = self.isolation or self.remote.isolation()
+
     def close(self) -> None:
-        self._remove_container()
+        try:
+            self._remove_container()
+        finally:
+            if self.remote is not None:
+                self.remote.close()
 
     def run(self, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,
             workdir: Optional[str] = None, user: Optional[str] = None,
@@ -168,6 +189,8 @@ class BuildahBackend(ImageBackend):
             args += ["--workingdir", workdir]
         if user:
             args += ["--user", user]
+        if self.remote is not None:  # the builder's own cache folders; small files uploaded
+            mounts = self.remote.mounts(mounts)
         for m in mounts:
             args += ["--volume", f"{m.source}:{m.target}:{'ro' if m.readonly else 'rw'}"]
         args += [self.container, "--", *argv]
@@ -187,7 +210,14 @@ class BuildahBackend(ImageBackend):
         args = ["add"]
         if owner:
             args += ["--chown", owner]
-        self.buildah(*args, self.container or "", str(archive), dest)
+        if self.remote is None:
+            self.buildah(*args, self.container or "", str(archive), dest)
+            return
+        remote = self.remote.upload(archive, "archive.tar")
+        try:
+            self.buildah(*args, self.container or "", remote, dest)
+        finally:
+            self.remote.remove(remote)
 
     def stat(self, path: str) -> Stat:
         script = 'if [ -e "$1" ]; then stat -c "%a %U:%G %F" "$1"; sha256sum "$1" 2>/dev/null; fi'
@@ -203,9 +233,9 @@ class BuildahBackend(ImageBackend):
     def commit(self, key: str, meta: Mapping[str, str]) -> str:
         assert self.container is not None
         name = f"{CACHE_REPO}:{key}"
-        container, self.container = self.container, None
         # --rm: continue from the new layer, so the next layer holds only the next step's changes
-        out = self.buildah("commit", "--quiet", "--rm", container, name)
+        out = self.buildah("commit", "--quiet", "--rm", self.container, name)
+        self.container = None
         image_id = out.output.strip().splitlines()[-1]
         usage.touch([key], image=image_id, **{k: v for k, v in meta.items() if k in ("target", "step")})
         self.start(image_id)
@@ -220,8 +250,8 @@ class BuildahBackend(ImageBackend):
         if config:
             self.buildah("config", *config, self.container)
         name = f"{CACHE_REPO}:{key}"
-        container, self.container = self.container, None
-        out = self.buildah("commit", "--quiet", "--rm", container, name)
+        out = self.buildah("commit", "--quiet", "--rm", self.container, name)
+        self.container = None
         image_id = out.output.strip().splitlines()[-1]
         if also:
             self.buildah("tag", image_id, *(f"{CACHE_REPO}:{k}" for k in also))

@@ -1,39 +1,78 @@
-"""The buildah command line, as argv lists with the target's storage options in front."""
+"""The buildah command line, as argv lists with the target's storage options in front.
+
+A :class:`Buildah` runs ``buildah`` through a *transport*: on this machine (``None``, the default)
+or on a remote builder (:class:`shlax_buildah.remote.SSHTransport`), which turns each argv list
+into one ssh command line, quoting every element, and turns a dropped connection into a clear
+``Unreachable`` error naming the builder.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from shlax_core import process
-from shlax_core.errors import ShlaxError
+from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.process import Exec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shlax_buildah.remote import SSHTransport
 
 
 class Buildah:
     """Runs ``buildah`` with optional ``--root``/``--runroot`` (a separate image store)."""
 
-    def __init__(self, root: Optional[str] = None, runroot: Optional[str] = None):
-        exe = shutil.which("buildah")
-        if exe is None:
-            raise ShlaxError("buildah is not installed", hint="apt-get install buildah (Debian/Ubuntu)")
-        self.argv0 = [exe]
+    def __init__(self, root: Optional[str] = None, runroot: Optional[str] = None,
+                 transport: Optional["SSHTransport"] = None):
+        self.transport = transport
+        if transport is None:
+            exe = shutil.which("buildah")
+            if exe is None:
+                raise ShlaxError("buildah is not installed", hint="apt-get install buildah (Debian/Ubuntu)")
+            self.argv0 = [exe]
+        else:  # resolved by the builder's own PATH; checked when the transport opens
+            self.argv0 = ["buildah"]
         if root:
             self.argv0 += ["--root", root]
         if runroot:
             self.argv0 += ["--runroot", runroot]
 
+    @property
+    def remote(self) -> Optional[str]:
+        """The builder's label when buildah runs on another machine, else None."""
+        return self.transport.label if self.transport is not None else None
+
     def __call__(self, *args: str, check: bool = True, stdin: Optional[bytes] = None) -> Exec:
         """A short bookkeeping call; output captured."""
-        return process.quiet([*self.argv0, *args], check=check, stdin=stdin)
+        argv = [*self.argv0, *args]
+        if self.transport is None:
+            return process.quiet(argv, check=check, stdin=stdin)
+        res = process.quiet(self.transport.wrap(argv), check=False, stdin=stdin)
+        res = Exec(argv, res.returncode, res.output, res.tail)  # show buildah's argv, not ssh's
+        if not res.ok:
+            self.transport.check(res)
+            if check:
+                raise StepFailed(f"command exited with code {res.returncode} on {self.transport.label}",
+                                 argv=argv, returncode=res.returncode, tail=res.tail)
+        return res
 
     def stream(self, args: Sequence[str], *, output: Optional[Callable[[str], None]] = None,
                check: bool = True, capture: bool = False, display: Optional[Sequence[str]] = None,
                env: Any = None) -> Exec:
         """A long call whose output is streamed to the reporter."""
-        return process.run([*self.argv0, *args], output=output, check=check, capture=capture,
-                           display=display, env=env)
+        argv = [*self.argv0, *args]
+        if self.transport is None:
+            return process.run(argv, output=output, check=check, capture=capture, display=display, env=env)
+        res = process.run(self.transport.wrap(argv), output=output, check=False, capture=capture,
+                          display=display if display is not None else argv, env=env)
+        if not res.ok:
+            self.transport.check(res)
+            if check:
+                raise StepFailed(f"command exited with code {res.returncode} on {self.transport.label}",
+                                 argv=list(display) if display is not None else argv,
+                                 returncode=res.returncode, tail=res.tail)
+        return res
 
     def images(self) -> list[dict[str, Any]]:
         out = self("images", "--json", "--no-trunc", check=False)

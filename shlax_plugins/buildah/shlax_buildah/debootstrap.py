@@ -80,6 +80,12 @@ def shlax_base_image(spec: str, backend: "BuildahBackend") -> Optional[str]:
     name = image_name(opts)
     if backend.buildah.image_id(name):
         return name
+    if getattr(backend.buildah, "remote", None):  # never built on the builder: no remote debootstrap (yet)
+        raise ShlaxError(f"base {spec!r} ({name}) is not in the image store of {backend.buildah.remote}, "
+                         "and shlax does not run debootstrap on a remote builder",
+                         where=backend.target.where,
+                         hint="use a registry or local base that the builder has (buildah pull/import there), "
+                              "or run the recipe on the builder itself once to build the base")
     if shutil.which("debootstrap") is None:
         raise ShlaxError(f"base {spec!r} needs debootstrap, which is not installed",
                          where=backend.target.where, hint="apt-get install debootstrap")

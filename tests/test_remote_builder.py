@@ -1,0 +1,163 @@
+"""Remote builders: a buildah target with ``builder = ...`` builds on another machine over SSH.
+
+The builder is a real sshd (tests/fixtures_hosts.py) in its own mount namespace with a private
+``/srv``. Its image store is put under that ``/srv`` (``root``/``runroot`` apply on the builder),
+so an image that shows up in the builder's store, and not in this machine's, was built there.
+"""
+
+from __future__ import annotations
+
+import glob
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import BUSYBOX, events, statuses
+from fixtures_hosts import Fleet, Host, free_port, make_fleet, stop_fleet
+
+STORE, RUN = "/srv/shlax-store", "/srv/shlax-run"
+
+
+@pytest.fixture(scope="module")
+def builder(tmp_path_factory: pytest.TempPathFactory, busybox_image: str) -> Iterator[tuple[Fleet, Host]]:
+    """One sshd host whose private buildah store already holds the busybox base image."""
+    fleet = make_fleet(tmp_path_factory.mktemp("builder"), 1)
+    host = fleet.hosts[0]
+    try:
+        root, run = host.path(STORE), host.path(RUN)
+        root.mkdir(parents=True)
+        run.mkdir(parents=True)
+        subprocess.run(["buildah", "push", "--quiet", busybox_image,
+                        f"containers-storage:[overlay@{root}+{run}]{BUSYBOX}"], check=True, capture_output=True)
+        yield fleet, host
+    finally:
+        stop_fleet(fleet)
+
+
+def builder_buildah(host: Host, *args: str) -> subprocess.CompletedProcess:
+    """buildah on the builder's store, seen from this machine."""
+    return subprocess.run(["buildah", "--root", str(host.path(STORE)), "--runroot", str(host.path(RUN)), *args],
+                          capture_output=True, text=True)
+
+
+def write(tmp_path: Path, fleet: Fleet, nonce: str, third: str = "cat /app/hello.txt > /data/copy",
+          builder: str = "") -> Path:
+    (tmp_path / "app").mkdir(exist_ok=True)
+    (tmp_path / "app" / "hello.txt").write_text("hello from afar\n")
+    builder = builder or f'{{ host = "h1", ssh_config = "{fleet.ssh_config}" }}'
+    recipe = tmp_path / "shlax.toml"
+    recipe.write_text(textwrap.dedent(f"""
+        [targets.r{nonce}]
+        base = "{BUSYBOX}"
+        image = "localhost/shlax-test-remote-{nonce}"
+        root = "{STORE}"
+        runroot = "{RUN}"
+        builder = {builder}
+        steps = [
+          {{ run = ["sh", "-c", "mkdir -p /data && echo {nonce} > /data/nonce"] }},
+          {{ copy = {{ src = "app/", dest = "/app/", mode = "0640" }} }},
+          {{ run = ["sh", "-c", "{third}"] }},
+        ]
+    """))
+    return recipe
+
+
+def read_in_builder(host: Host, image: str, path: str) -> str:
+    ctr = builder_buildah(host, "from", "--pull=never", image).stdout.strip()
+    try:
+        mnt = builder_buildah(host, "mount", ctr).stdout.strip()
+        return Path(mnt, path.lstrip("/")).read_text()
+    finally:
+        builder_buildah(host, "rm", ctr)
+
+
+def remote_leftovers(host: Host, nonce: str) -> list[str]:
+    names = builder_buildah(host, "containers", "--format", "{{.ContainerName}}").stdout.split()
+    return [n for n in names if n.startswith(f"shlax-r{nonce}")] + glob.glob("/tmp/shlax-remote-*")
+
+
+def test_builds_on_the_builder_then_rebuilds_from_cache(builder, tmp_path, shlax, nonce):
+    fleet, host = builder
+    recipe = write(tmp_path, fleet, nonce)
+    image = f"localhost/shlax-test-remote-{nonce}:latest"
+
+    first = shlax("run", str(recipe), "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert statuses(first.stdout) == ["done", "done", "done"]
+    # built in the builder's store, not in this machine's
+    assert builder_buildah(host, "inspect", "--type", "image", image).returncode == 0
+    assert subprocess.run(["buildah", "inspect", "--type", "image", image], capture_output=True).returncode != 0
+    assert not Path(STORE).exists()
+    assert read_in_builder(host, image, "/data/nonce").strip() == nonce
+    assert read_in_builder(host, image, "/app/hello.txt") == "hello from afar\n"
+    assert read_in_builder(host, image, "/data/copy") == "hello from afar\n"
+    assert remote_leftovers(host, nonce) == []
+
+    again = shlax("run", str(recipe), "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert statuses(again.stdout) == ["cached", "cached", "cached"]
+
+    (tmp_path / "app" / "hello.txt").write_text("changed\n")
+    changed = shlax("run", str(recipe), "--json")
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert statuses(changed.stdout) == ["cached", "done", "done"]
+    assert read_in_builder(host, image, "/data/copy") == "changed\n"
+    assert remote_leftovers(host, nonce) == []
+
+
+def test_cache_folders_are_the_builders_own(builder, tmp_path, shlax, nonce):
+    """A step's download-cache folder is made and used on the builder, at the same path."""
+    fleet, host = builder
+    recipe = tmp_path / "shlax.toml"
+    recipe.write_text(textwrap.dedent(f"""
+        [targets.r{nonce}]
+        base = "{BUSYBOX}"
+        root = "{STORE}"
+        runroot = "{RUN}"
+        builder = {{ host = "h1", ssh_config = "{fleet.ssh_config}" }}
+        steps = [ {{ run = ["touch", "/run/shlax/pip-cache/marker-{nonce}"], caches = ["pip"] }} ]
+    """))
+    proc = shlax("run", str(recipe), "--json", env={"PIP_CACHE_DIR": "/srv/shlax-pip-cache"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert host.path(f"/srv/shlax-pip-cache/marker-{nonce}").exists()
+    assert not Path(f"/srv/shlax-pip-cache/marker-{nonce}").exists()
+    assert remote_leftovers(host, nonce) == []
+
+
+def test_failing_step_leaves_nothing_on_the_builder(builder, tmp_path, shlax, nonce):
+    fleet, host = builder
+    recipe = write(tmp_path, fleet, nonce, third="echo doomed; exit 7")
+    proc = shlax("run", str(recipe), "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert statuses(proc.stdout) == ["done", "done", "failed"]
+    failed = [e for e in events(proc.stdout) if e["event"] == "step_end" and e.get("status") == "failed"][0]
+    assert failed["error"]["returncode"] == 7 and "doomed" in failed["error"]["tail"]
+    assert "Traceback" not in proc.stderr
+    assert remote_leftovers(host, nonce) == []
+
+
+def test_unreachable_builder_is_a_clear_error(builder, tmp_path, shlax, nonce):
+    fleet, _ = builder
+    port = free_port()  # nothing listens there
+    recipe = write(tmp_path, fleet, nonce, builder=f'"root@127.0.0.1:{port}"')
+    proc = shlax("run", str(recipe))
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert f"cannot reach builder root@127.0.0.1:{port}" in out and "connection refused" in out, out
+    assert "Traceback" not in out
+
+
+def test_unknown_host_key_is_refused(builder, tmp_path, shlax, nonce):
+    fleet, host = builder
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    spec = (f'{{ host = "127.0.0.1", port = {host.port}, user = "root", identity = "{fleet.key}", '
+            f'known_hosts = "{empty}" }}')
+    proc = shlax("run", str(write(tmp_path, fleet, nonce, builder=spec)))
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert f"cannot reach builder root@127.0.0.1:{host.port}" in out and "host key unknown" in out, out
+    assert "Traceback" not in out

@@ -219,3 +219,29 @@ def test_scratch_base_with_copy_only(tmp_path, shlax, nonce):
         assert os.listdir(Path(mnt, "www")) == ["index.html"]
     finally:
         buildah("rm", ctr)
+
+
+def test_interrupts_at_any_moment_leave_nothing(tmp_path, busybox_image, nonce):
+    """Ctrl-C lands anywhere: in a step, a commit, between steps. No working container survives."""
+    import random
+
+    env = {**os.environ, "NO_COLOR": "1"}
+    recipe = tmp_path / "shlax.toml"
+    for n in range(6):
+        recipe.write_text(textwrap.dedent(f"""
+            [targets.i{nonce}]
+            base = "{busybox_image}"
+            steps = [
+              {{ run = ["sh", "-c", "echo {nonce}-{n}; sleep 0.5"] }},
+              {{ run = ["sh", "-c", "sleep 0.5"] }},
+              {{ run = ["sh", "-c", "sleep 0.5"] }},
+            ]
+        """))
+        proc = subprocess.Popen([sys.executable, "-m", "shlax_core", "run", str(recipe)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(random.uniform(0.3, 3.0))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode in (0, 130), out + err   # 0: it finished before the signal
+        assert "Traceback" not in err
+        assert working_containers(f"i{nonce}") == []

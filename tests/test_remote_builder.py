@@ -8,8 +8,12 @@ so an image that shows up in the builder's store, and not in this machine's, was
 from __future__ import annotations
 
 import glob
+import os
+import signal
 import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -161,3 +165,25 @@ def test_unknown_host_key_is_refused(builder, tmp_path, shlax, nonce):
     out = proc.stdout + proc.stderr
     assert f"cannot reach builder root@127.0.0.1:{host.port}" in out and "host key unknown" in out, out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_cleans_up_the_builder(builder, tmp_path, nonce, sig):
+    fleet, host = builder
+    recipe = write(tmp_path, fleet, nonce, third=f"echo started {nonce}; sleep 60")
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "shlax_core", "run", str(recipe), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:   # wait until the third step is really running on the builder
+        if f"started {nonce}" in line:
+            break
+    started = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - started < 20
+    assert "Traceback" not in err
+    assert remote_leftovers(host, nonce) == []
+    assert not subprocess.run(["pgrep", "-f", f"echo {nonce}"], capture_output=True).stdout
+    assert not subprocess.run(["pgrep", "-f", f"started {nonce}; sleep 60"], capture_output=True).stdout

@@ -170,6 +170,8 @@ class BuildahBackend(ImageBackend):
 
     def close(self) -> None:
         try:
+            if self.remote is not None:
+                self.remote.stop()  # a step an interrupt left running there holds the container
             self._remove_container()
         finally:
             if self.remote is not None:

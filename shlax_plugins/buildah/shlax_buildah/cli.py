@@ -64,7 +64,7 @@ class Buildah:
         argv = [*self.argv0, *args]
         if self.transport is None:
             return process.run(argv, output=output, check=check, capture=capture, display=display, env=env)
-        res = process.run(self.transport.wrap(argv), output=output, check=False, capture=capture,
+        res = process.run(self.transport.tracked(argv), output=output, check=False, capture=capture,
                           display=display if display is not None else argv, env=env)
         if not res.ok:
             self.transport.check(res)

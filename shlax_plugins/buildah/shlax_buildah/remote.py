@@ -38,6 +38,19 @@ SSH_FAILED = 255
 MKDIRS_SCRIPT = 'for d in "$@"; do [ -e "$d" ] || mkdir -p -- "$d" || exit 1; done'
 #: write stdin to $1 (a path in our private temporary folder)
 UPLOAD_SCRIPT = 'umask 077; cat > "$1"'
+#: run "$@" and note the remote shell's pid ($1): sshd makes it a process-group leader, so an
+#: interrupted run can stop the command it left running on the builder (ssh does not)
+TRACK_SCRIPT = 'f=$1; shift; echo $$ > "$f"; "$@"; rc=$?; rm -f -- "$f"; exit $rc'
+#: stop every tracked command still running under folder $1: TERM its group, then KILL
+STOP_SCRIPT = r"""
+for f in "$1"/run-*.pid; do
+  [ -e "$f" ] || continue
+  p=$(cat -- "$f"); kill -TERM -- "-$p" 2>/dev/null
+  i=0; while kill -0 -- "-$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done
+  kill -KILL -- "-$p" 2>/dev/null; rm -f -- "$f"
+done
+exit 0
+"""
 #: cgroup v2 unified (the OCI runtime works) or not
 CGROUP_SCRIPT = '[ -e /sys/fs/cgroup/cgroup.controllers ] && echo oci || echo chroot'
 
@@ -116,6 +129,22 @@ class SSHTransport:
         """The ssh argv that runs ``argv`` on the builder (every element quoted for its shell)."""
         switch = ["sudo", "-n", "-H", "--"] if self.conn.host.become else []
         return [*self.conn.ssh_argv("-o", "ControlMaster=no", "-T"), command_line([*switch, *argv])]
+
+    def tracked(self, argv: Sequence[str]) -> list[str]:
+        """Like :meth:`wrap`, for long commands (steps, pulls): :meth:`stop` can end them."""
+        if self.tmp is None:
+            return self.wrap(argv)
+        self._count += 1
+        return self.wrap(["sh", "-c", TRACK_SCRIPT, "sh", f"{self.tmp}/run-{self._count}.pid", *argv])
+
+    def stop(self) -> None:
+        """End commands an interrupted run left running on the builder (before removing containers)."""
+        if self.tmp and self.conn.alive():
+            try:
+                subprocess.run(self.wrap(["sh", "-c", STOP_SCRIPT, "sh", self.tmp]), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
 
     def check(self, res: process.Exec) -> None:
         """ssh exits 255 for its own failures: with the master gone, the builder dropped."""

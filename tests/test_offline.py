@@ -37,7 +37,8 @@ def test_warm_recipe_rebuilds_everything_with_the_network_cut(tmp_path, nonce, d
         steps = [
           {{ run = ["true", "{nonce}"] }},
           {{ apt = ["python3", "python3-venv", "nodejs", "npm"] }},
-          {{ copy = {{ src = ["app", "front"], dest = "/src/" }} }},
+          {{ copy = {{ src = "app", dest = "/src/app" }} }},
+          {{ copy = {{ src = "front", dest = "/src/front" }} }},
           {{ pip = {{ packages = ["/src/app", "six"], venv = "/opt/venv" }} }},
           {{ npm = {{ dir = "/src/front" }} }},
         ]

@@ -39,9 +39,13 @@ def proxies() -> dict[str, str]:
 
 
 def mounts(ctx: "StepContext") -> list[Mount]:
-    """The bundle, read-only, for image steps; host backends keep their own trust."""
+    """The bundle, read-only, for image steps; host backends keep their own trust.
+
+    Several caches of one step each ask for it: it is mounted once (the runner collects each
+    cache's mounts into ``ctx.mounts`` in turn).
+    """
     bundle = host_bundle()
-    if not ctx.is_image or bundle is None:
+    if not ctx.is_image or bundle is None or any(m.target == CA_TARGET for m in ctx.mounts):
         return []
     return [Mount(bundle, CA_TARGET, readonly=True)]
 

@@ -203,6 +203,9 @@ def _build(cls: type, data: dict, *, path: str, locate: Callable[[str], Optional
     check = getattr(obj, "validate", None)
     if check is not None:
         problem = check()
+        if isinstance(problem, tuple):  # (key, message): point at that key's line
+            key, message = problem
+            raise RecipeError(f"{path}.{key}: {message}", where=locate(f"{path}.{key}"))
         if problem:
             raise RecipeError(f"{path}: {problem}", where=locate(path))
     return obj

@@ -40,6 +40,8 @@ CASES = [
     ("unknown-key-own-line", '[targets.t]\nbackend = "local"\n[[targets.t.steps]]\nrun = ["touch", "ran"]\n'
      '[[targets.t.steps]]\nrun = ["true"]\nenv = { A = "1" }\nwrkdir = "/"\n',
      ["unknown parameter 'wrkdir'", "did you mean 'workdir'"], "recipe.toml:8", ()),
+    ("bad-image-name", '[targets.t]\nbase = "scratch"\nimage = "localhost/App-"\nsteps = [\n  MARK\n]\n',
+     ["targets.t.image: 'localhost/App-' is not a valid image name"], "recipe.toml:3", ()),
     ("unknown-backend-option", '[targets.t]\nbackend = "local"\nroots = "/x"\nsteps = [\n  MARK\n]\n',
      ["unknown option 'roots' in targets.t", "did you mean 'root'"], "recipe.toml:3", ()),
     ("unknown-top-level", '[target.t]\nbackend = "local"\n',

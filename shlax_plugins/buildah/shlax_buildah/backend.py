@@ -9,6 +9,7 @@ changes (as ``buildah bud --layers`` does) and a rebuild can start from any of t
 from __future__ import annotations
 
 import json
+import re
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +29,11 @@ from shlax_buildah.debootstrap import shlax_base_image  # noqa: F401  (hook impl
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
 CACHE_REPO = "localhost/shlax-cache"
+# the distribution reference grammar, minus digests: [host[:port]/]path[:tag]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_REFERENCE = re.compile(
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?$")
 
 
 @dataclass
@@ -52,7 +58,16 @@ class BuildahParams:
         'host_key_checking, known_hosts, ssh_config, jump, options, connect_timeout }; buildah, its image '
         'store (root/runroot there) and the download caches are the builder\'s', None)
 
-    def validate(self) -> Optional[str]:
+    def validate(self) -> Any:
+        for ref in ([self.image] if self.image else []):
+            if not _REFERENCE.match(ref):
+                return ("image", f"{ref!r} is not a valid image name: lower-case path components "
+                        "(letters, digits, . _ -, not at the ends), an optional registry host[:port] "
+                        "and an optional :tag, e.g. \"localhost/app:1.2\"")
+        for tag in self.tags:
+            if not _TAG.match(tag):
+                return ("tags", f"{tag!r} is not a valid tag: letters, digits, _ . - "
+                                "(at most 128, not starting with . or -)")
         if self.builder is not None and (self.cache_to or self.cache_from):
             return "cache_to/cache_from are not supported with a remote builder yet; push from the builder instead"
         return None

@@ -124,3 +124,32 @@ def test_host_backend_checks_first_ok_then_changed(tmp_path, rootfs):
     assert statuses(second.stdout) == ["ok", "ok"]
     # host backends use the host's own apt folders: nothing went to shlax's download cache
     assert not host.debs()
+
+
+def test_image_configs_that_delete_downloads_are_neutralised_for_the_step(tmp_path, nonce, debian_image):
+    host = Host(tmp_path)
+    image = f"localhost/shlax-test-apt-clean-{nonce}"
+    clean = ('DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
+             '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };')
+    host.write("docker-clean", clean + "\n")
+    host.recipe(f"""
+        [targets.t{nonce}]
+        base = "debootstrap:bookworm"
+        image = "{image}"
+        steps = [
+          {{ run = ["true", "{nonce}"] }},
+          {{ copy = {{ src = "docker-clean", dest = "/etc/apt/apt.conf.d/docker-clean" }} }},
+          {{ apt = ["jq"] }},
+        ]
+    """)
+    try:
+        proc = host.run("run")
+        assert proc.returncode == 0, output(proc)
+        assert any(n.startswith("jq_") for n in host.debs()), "the download survived docker-clean"
+        # the image's own config is untouched: only hidden for the step
+        ctr_files = image_files(image, "/etc/apt/apt.conf.d")["/etc/apt/apt.conf.d"]
+        assert "docker-clean" in ctr_files
+        from fixtures_caches import in_image
+        assert "Post-Invoke" in in_image(image, "cat", "/etc/apt/apt.conf.d/docker-clean").stdout
+    finally:
+        remove_image(image)

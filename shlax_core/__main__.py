@@ -1,3 +1,3 @@
-from shlax_core.cli import main
+from shlax_core.fastpath import main
 
 main()

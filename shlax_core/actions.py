@@ -51,6 +51,15 @@ class Action:
         """Digests of everything this step reads from the host; part of the cache key."""
         return {}
 
+    def guards(self, session: "Session") -> Optional[Mapping[str, Optional[list]]]:
+        """Signatures (size, mtimes, inode) of every host path :meth:`inputs` read, taken before
+        reading: the no-op fast path compares them instead of hashing again.
+
+        Actions without host inputs need nothing. An action that overrides :meth:`inputs`
+        must override this too, or return None: the fast path is then off for its targets.
+        """
+        return {} if type(self).inputs is Action.inputs else None
+
     def cache_names(self) -> Sequence[str]:
         """Download caches to mount for this step (the class's ``caches`` by default)."""
         return self.caches

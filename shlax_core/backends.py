@@ -150,6 +150,11 @@ class ImageBackend(Backend):
         """
         raise NotImplementedError
 
+    def fastpath_info(self) -> Optional[dict[str, Any]]:
+        """How the no-op fast path can check this target without loading the plugin:
+        ``{"buildah": argv0, "base_id": ID or None, "base_names": [...]}``. None: it cannot."""
+        return None
+
     def merges_last_step(self) -> bool:
         """True when the final image would be identical to the last step's layer (no image
         configuration to apply): the runner then commits once instead of twice."""

@@ -15,6 +15,8 @@ from typing import Optional, Sequence
 from shlax_core.errors import RecipeError
 
 IGNORE_FILE = ".shlaxignore"
+#: a key in a ``watch`` dict meaning "these inputs cannot be guarded by signatures"
+UNWATCHABLE = "*unwatchable*"
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,41 @@ def ignore_spec(root: Path, patterns: Sequence[str]):
     return pathspec.GitIgnoreSpec.from_lines(lines)  # git's own rules; "gitwildmatch" is deprecated
 
 
+def signature(path: str) -> Optional[list[int]]:
+    """What a later no-op check compares: size, mtime, ctime, inode, device (None: missing)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _walk(top: str, watch: Optional[dict[str, Optional[list[int]]]]):
+    """os.walk (top-down, no symlinked dirs followed) that stats each directory *before* listing
+    it, so a file added while shlax works always shows as a newer directory signature."""
+    if watch is not None:
+        watch[top] = signature(top)
+    with os.scandir(top) as it:
+        entries = list(it)
+    dirnames = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+    filenames = sorted(e.name for e in entries if not e.is_dir(follow_symlinks=False))
+    yield top, dirnames, filenames
+    for name in dirnames:
+        yield from _walk(os.path.join(top, name), watch)
+
+
 def select(root: Path, sources: Sequence[str], exclude: Sequence[str], *,
-           where: Optional[str] = None, key: str = "src") -> list[tuple[str, list[Entry]]]:
+           where: Optional[str] = None, key: str = "src",
+           watch: Optional[dict[str, Optional[list[int]]]] = None) -> list[tuple[str, list[Entry]]]:
     """For each source pattern, the matching entries: (source, entries), archive names relative
-    to what the source copies (a directory's contents, or the file itself)."""
+    to what the source copies (a directory's contents, or the file itself).
+
+    ``watch`` collects the signature of every directory and ignore file read, taken before
+    reading them (files' own signatures come from the stat cache when they are hashed).
+    """
     real_root = os.path.realpath(root)
+    if watch is not None:
+        watch[str(root / IGNORE_FILE)] = signature(str(root / IGNORE_FILE))
     spec = ignore_spec(root, exclude)
     out = []
     for src in sources:
@@ -55,6 +87,16 @@ def select(root: Path, sources: Sequence[str], exclude: Sequence[str], *,
             raise RecipeError(f"{key} {src!r} is absolute: sources are relative to the recipe's directory",
                               where=where, hint=f"move it under {root} and name it relatively")
         pattern = os.path.join(real_root, src)
+        if watch is not None and glob.has_magic(src):
+            # the directories a glob lists; wildcards above the last component cannot be guarded
+            *dirs_part, _last = src.split("/")
+            if "**" in src or any(glob.has_magic(d) for d in dirs_part):
+                watch[UNWATCHABLE] = None
+            static = real_root
+            watch[static] = signature(static)
+            for part in dirs_part:
+                static = os.path.join(static, part)
+                watch[static] = signature(static)
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(src) else (
             [pattern] if os.path.lexists(pattern) else [])
         if not matches:
@@ -67,9 +109,8 @@ def select(root: Path, sources: Sequence[str], exclude: Sequence[str], *,
                 continue
             if os.path.isdir(match) and not os.path.islink(match):
                 entries = []
-                for dirpath, dirnames, filenames in os.walk(match):
-                    dirnames.sort()
-                    for name in [*dirnames, *sorted(filenames)]:
+                for dirpath, dirnames, filenames in _walk(match, watch):
+                    for name in [*dirnames, *filenames]:
                         full = os.path.join(dirpath, name)
                         rel = os.path.relpath(full, real_root)
                         is_dir = os.path.isdir(full) and not os.path.islink(full)

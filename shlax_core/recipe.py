@@ -93,6 +93,8 @@ class Recipe:
     targets: dict[str, Target]
     step_lists: dict[str, list[Step]]
     locate: Locator = field(repr=False, default=None)  # type: ignore[assignment]
+    #: the text that was parsed (the no-op fast path keys on it, not on the file as it is later)
+    source: str = field(repr=False, default="")
 
     @property
     def dir(self) -> Path:
@@ -205,7 +207,7 @@ def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
     # named lists must be valid even when no target uses them: check `use` references now
     for name, items in step_lists.items():
         _expand(items, step_lists, loc, (name,))
-    return Recipe(path, targets, step_lists, loc)
+    return Recipe(path, targets, step_lists, loc, text)
 
 
 def _steps(items: Any, path: str, loc: Locator) -> list[Step]:

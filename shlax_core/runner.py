@@ -86,6 +86,13 @@ class Runner:
             fail_fast: bool = False) -> int:
         """Returns the exit code: 0 all succeeded, 1 a step or host failed, 130 interrupted."""
         resolved = resolve(self.recipe, names, self.session)  # every user error surfaces here
+        from shlax_core import fastpath
+
+        opts = self.session.options
+        plain = not (plan or self.session.no_cache or self.session.pull or opts.get("push")
+                     or opts.get("cache_to") or opts.get("cache_from") or not opts.get("tls_verify", True))
+        self._fast: Optional[dict[str, Any]] = {"guards": {}, "images": []} if plain else None
+        fastpath.forget(self.recipe.path, list(names))
         # fleets expand now, so a bad inventory is an error before anything runs
         self._instances = {id(r): r.backend_cls.expand(r.backend_params, self.recipe.dir)
                            for r in resolved if not issubclass(r.backend_cls, ImageBackend)}
@@ -111,6 +118,10 @@ class Runner:
             self.session.save()
         if code == 0 and any(x.status != "success" for x in self.results):
             code = 1
+        if code == 0 and self._fast is not None and self._fast["images"] and all(
+                issubclass(r.backend_cls, ImageBackend) for r in resolved):
+            fastpath.save(self.recipe.path, self.recipe.source.encode(), list(names),
+                          self._fast["images"], self._fast["guards"])
         status = {0: "success", 1: "failed", 130: "interrupted"}[code]
         self.reporter.emit("run_end", status=status, elapsed=time.monotonic() - started,
                            recap=[vars(x) for x in self.results], recap_lines=self._recap_lines())
@@ -256,6 +267,7 @@ class Runner:
             history.save(self.recipe.path, target.name, parts)
             cached = result.counts.get("cached", 0)
             summary = f"image {', '.join(backend.names()) or result.image} ({cached} cached, {result.counts.get('done', 0)} run)"
+            self._remember_fast(r, backend, result.image, [*step_keys, final_key])
             self.reporter.emit("target_end", **where, summary=summary, image=result.image,
                                elapsed=time.monotonic() - started)
         except StepFailed as exc:
@@ -280,6 +292,24 @@ class Runner:
             with shielded():
                 backend.close()
         return result
+
+    def _remember_fast(self, r: Resolved, backend: ImageBackend, image: Optional[str], keys: list[str]) -> None:
+        """Collect what the no-op fast path needs to answer the next unchanged run of this target."""
+        info = backend.fastpath_info()
+        guards = [a.guards(self.session) for a in r.actions]
+        if info is None or image is None or any(g is None for g in guards):
+            self._fast = None
+            return
+        if self._fast is None:
+            return
+        for g in guards:
+            self._fast["guards"].update(g or {})
+        n = len(r.actions)
+        self._fast["images"].append({
+            **info, "target": r.target.name, "label": backend.label, "backend": r.backend_cls.name,
+            "steps": [a.describe() for a in r.actions], "paths": [a.step.path for a in r.actions],
+            "image": image, "names": [*backend.names(), f"localhost/shlax-cache:{keys[-1]}"], "keys": keys,
+            "summary": f"image {', '.join(backend.names()) or image} ({n} cached, 0 run)"})
 
     # -- host targets --------------------------------------------------------------------------
     def _hosts(self, r: Resolved, plan: bool, jobs: int, fail_fast: bool) -> list[HostResult]:

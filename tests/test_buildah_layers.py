@@ -245,3 +245,38 @@ def test_interrupts_at_any_moment_leave_nothing(tmp_path, busybox_image, nonce):
         assert proc.returncode in (0, 130), out + err   # 0: it finished before the signal
         assert "Traceback" not in err
         assert working_containers(f"i{nonce}") == []
+
+
+def _fast(stdout: str) -> bool:
+    return any(e["event"] == "run_start" and e.get("fast") for e in events(stdout))
+
+
+def test_noop_fast_path_and_what_invalidates_it(tmp_path, shlax, busybox_image, nonce):
+    recipe = write(tmp_path, busybox_image, nonce)
+    image = f"localhost/shlax-test-app-{nonce}:latest"
+    assert shlax("run", str(recipe)).returncode == 0
+    quick = shlax("run", str(recipe), "--json")
+    assert _fast(quick.stdout) and statuses(quick.stdout) == ["cached", "cached", "cached"]
+
+    # a new file in a copied directory: the directory's signature changed, the copy step reruns
+    (tmp_path / "app" / "new.txt").write_text("new\n")
+    proc = shlax("run", str(recipe), "--json")
+    assert not _fast(proc.stdout) and statuses(proc.stdout) == ["cached", "done", "done"]
+    assert "new.txt" in read_in_image(image, "/data/listing")
+
+    # the final image's name was taken away: no fast answer, the normal path re-tags it
+    assert _fast(shlax("run", str(recipe), "--json").stdout)
+    buildah("rmi", image)
+    proc = shlax("run", str(recipe), "--json")
+    assert not _fast(proc.stdout) and statuses(proc.stdout) == ["cached", "cached", "cached"]
+    assert buildah("inspect", "--type", "image", image, check=False).returncode == 0
+
+    # another option than --json, or SHLAX_NO_FASTPATH, always takes the normal path
+    assert not _fast(shlax("run", str(recipe), "--json", "--offline").stdout)
+    assert not _fast(shlax("run", str(recipe), "--json", env={"SHLAX_NO_FASTPATH": "1"}).stdout)
+
+    # a failed run forgets the record
+    recipe.write_text(recipe.read_text().replace("ls /app > /data/listing", "exit 9"))
+    assert shlax("run", str(recipe)).returncode == 1
+    recipe.write_text(recipe.read_text().replace("exit 9", "ls /app > /data/listing"))
+    assert not _fast(shlax("run", str(recipe), "--json").stdout)

@@ -18,7 +18,7 @@ from typing import Mapping, Optional, Union
 
 from shlax_core.actions import Action, StepContext
 from shlax_core.cache.hashing import entry_digest, tree_digest
-from shlax_core.files import Entry, select
+from shlax_core.files import UNWATCHABLE, Entry, select
 from shlax_core.params import doc
 
 
@@ -66,7 +66,8 @@ class Copy(Action):
             return self._plan  # type: ignore[return-value]
         p = self.params
         where = self.recipe.locate(f"{self.step.path}.copy.src")
-        groups = select(self.recipe.dir, p.sources, p.exclude, where=where)
+        self._watch: dict[str, Optional[list]] = {}
+        groups = select(self.recipe.dir, p.sources, p.exclude, where=where, watch=self._watch)
         into_dir = p.dest.endswith("/") or len(groups) > 1
         out: list[tuple[str, Entry]] = []
         for match, entries in groups:
@@ -82,6 +83,15 @@ class Copy(Action):
     def inputs(self, session) -> Mapping[str, str]:
         pairs = [(dest, e.path) for dest, e in self.plan()]
         return {"files": tree_digest(pairs, session.stat_cache)}
+
+    def guards(self, session) -> Optional[Mapping[str, Optional[list]]]:
+        if UNWATCHABLE in self._watch:
+            return None
+        seen = session.stat_cache.seen
+        files = {e.path: seen.get(e.path) for _, e in self.plan()}
+        if any(sig is None for sig in files.values()):
+            return None
+        return {**self._watch, **files}
 
     def describe(self) -> str:
         src = ", ".join(self.params.sources)

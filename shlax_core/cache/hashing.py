@@ -40,6 +40,9 @@ class StatCache:
         name = hashlib.sha256(str(root).encode()).hexdigest()[:24]
         self.path = path or dirs.cache_root() / "statcache" / f"{name}.json"
         self.entries: dict[str, list] = {}
+        #: the signature each file had when this run hashed it (taken before reading it): what
+        #: the no-op fast path later compares
+        self.seen: dict[str, list] = {}
         self.dirty = False
         self.hits = 0
         self.misses = 0
@@ -50,6 +53,7 @@ class StatCache:
 
     def digest(self, path: str, st: os.stat_result) -> str:
         sig = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+        self.seen[path] = sig
         entry = self.entries.get(path)
         if entry is not None and entry[:5] == sig:
             self.hits += 1
@@ -77,6 +81,8 @@ class StatCache:
 def entry_digest(abspath: str, stat_cache: StatCache) -> tuple[str, int]:
     """(content digest, permission bits) of a file or symlink (the link text is its content)."""
     st = os.lstat(abspath)
+    if stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        stat_cache.seen[abspath] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
     if stat.S_ISLNK(st.st_mode):
         return "link:" + hashlib.sha256(os.readlink(abspath).encode()).hexdigest(), 0o777
     if stat.S_ISDIR(st.st_mode):

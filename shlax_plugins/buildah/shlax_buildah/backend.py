@@ -146,6 +146,18 @@ class BuildahBackend(ImageBackend):
         self._base_ref = image_id
         return image_id
 
+    def fastpath_info(self) -> Optional[dict[str, Any]]:
+        p = self.params
+        if self.remote is not None or p.push or p.cache_to or p.cache_from:
+            return None  # registry work or a remote store: every run must really run
+        base = self._base_ref if self._base_ref not in (None, "scratch") else None
+        names: list[str] = []
+        if base is not None:
+            names = next((list(i.get("names") or []) for i in self.images() if i["id"] == base), [])
+            if not names:
+                return None  # an unnamed base: nothing cheap to check it by
+        return {"buildah": list(self.buildah.argv0), "base_id": base, "base_names": names}
+
     def _local_image(self, ref: str) -> Optional[str]:
         """The ID of a local image: from the listing we need anyway, else one inspect call."""
         wanted = {ref, f"{ref}:latest", f"localhost/{ref}", f"localhost/{ref}:latest"}

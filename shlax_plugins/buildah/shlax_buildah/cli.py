@@ -75,6 +75,13 @@ class Buildah:
         return res
 
     def images(self) -> list[dict[str, Any]]:
+        if self.transport is None:
+            from shlax_buildah import store
+
+            usable, root = store.root_of(self.argv0)
+            index = store.read_index(root) if usable else None
+            if index is not None:
+                return index
         out = self("images", "--json", "--no-trunc", check=False)
         if not out.ok or not out.output.strip():
             return []

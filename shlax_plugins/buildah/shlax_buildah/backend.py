@@ -283,10 +283,9 @@ class BuildahBackend(ImageBackend):
         self.container = None
         image_id = out.output.strip().splitlines()[-1]
         if also:
-            self.buildah("tag", image_id, *(f"{CACHE_REPO}:{k}" for k in also))
             usage.touch(also, image=image_id, target=meta.get("target"), step="last step")
         usage.touch([key], image=image_id, target=meta.get("target"), step="image")
-        self.tag(image_id)
+        self.tag(image_id, extra=[f"{CACHE_REPO}:{k}" for k in also], new=True)
         return image_id
 
     def config_args(self) -> list[str]:
@@ -308,12 +307,15 @@ class BuildahBackend(ImageBackend):
             args += ["--port", port]
         return args
 
-    def tag(self, image: str) -> None:
-        have = set()
-        for entry in self.images():
-            if entry["id"] == image:
-                have = set(entry.get("names") or [])
-        missing = [n for n in self.names() if n not in have]
+    def tag(self, image: str, extra: Sequence[str] = (), new: bool = False) -> None:
+        """Give ``image`` the target's names (and ``extra`` ones) in one call, skipping names it
+        already has; ``new``: just committed, so it has none yet."""
+        have: set[str] = set()
+        if not new:
+            for entry in self.images():
+                if entry["id"] == image:
+                    have = set(entry.get("names") or [])
+        missing = [n for n in [*extra, *self.names()] if n not in have]
         if missing:
             self.buildah("tag", image, *missing)
         if self.params.push or self.session.options.get("push"):

@@ -4,9 +4,11 @@ Image builds go through the wheelhouse (see :mod:`shlax_pip.cache`):
 
 1. ``pip install --no-index --find-links WHEELHOUSE ...``: everything seen before installs with
    no index at all (skipped when ``prefer_offline = false``);
-2. when that lacks something (and the network is allowed): ``pip wheel --wheel-dir WHEELHOUSE``
-   resolves against the index, downloading only files the wheelhouse does not hold yet (and the
-   build requirements of local projects, so they build offline later), then step 1 again.
+2. when that lacks something (and the network is allowed): ``pip wheel --find-links WHEELHOUSE``
+   into a per-step folder resolves against the index, downloading only files the wheelhouse does
+   not hold yet (and the build requirements of local projects, so they build offline later); then
+   step 1 again with that folder too. When the step ends its new wheels are renamed into the
+   wheelhouse (concurrent builds never see half a file), except the recipe's own projects.
 
 Offline (``--offline``) only step 1 runs, and a requirement the wheelhouse lacks is named in the
 error. Only pip options that pip 20 already knew are used: the image's pip may be old.
@@ -15,17 +17,24 @@ Host backends (local, SSH) check the installed distributions first and report ``
 
 from __future__ import annotations
 
+import os
 import re
-import time
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from shlax_core.actions import Action, StepContext
+from shlax_core.backends import Mount
 from shlax_core.errors import StepFailed
 from shlax_core.params import doc
 from shlax_core.process import Exec
 
 from shlax_pip.cache import WHEELHOUSE_TARGET, wheelhouse
+
+#: a per-step folder where ``pip wheel`` writes; its wheels join the wheelhouse when the step ends
+INCOMING_TARGET = "/run/shlax/wheels-incoming"
 
 # Reads a local project's name and build requirements in the target (they must be in the wheelhouse
 # for the project to build offline). A fixed script: paths arrive as arguments.
@@ -173,8 +182,8 @@ class Pip(Action):
                              argv=result.argv, returncode=result.returncode, tail=result.tail)
         return True
 
-    def _pip(self, ctx: StepContext, *args: str) -> Exec:
-        result = ctx.run([*self.pip(), *args], env=self.env(), check=False, capture=True)
+    def _pip(self, ctx: StepContext, *args: str, mounts: tuple | list = ()) -> Exec:
+        result = ctx.run([*self.pip(), *args], env=self.env(), check=False, capture=True, mounts=mounts)
         if not result.ok and re.search(r"No module named pip\b", result.output):
             raise StepFailed(f"{self.python} has no pip: install python3-pip (apt) or use a venv",
                              argv=result.argv, returncode=result.returncode, tail=result.tail)
@@ -220,14 +229,24 @@ class Pip(Action):
             if ctx.offline:
                 raise self._failed(result, offline=True)
             ctx.log("pip: the wheelhouse lacks something; resolving against the index")
-        built = self.fill_wheelhouse(ctx)
+        incoming = Path(tempfile.mkdtemp(prefix="incoming-", dir=wheelhouse().parent))
+        for wheel in wheelhouse().glob("*.whl"):
+            # pip wheel reuses a file already in its --wheel-dir ("File was already downloaded")
+            # instead of downloading it again: hard links make the wheelhouse look like that dir
+            try:
+                os.link(wheel, incoming / wheel.name)
+            except OSError:
+                shutil.copy2(wheel, incoming / wheel.name)
+        built: dict[str, str] = {}
         try:
+            ctx_mount = Mount(str(incoming), INCOMING_TARGET)
+            built = self.fetch(ctx, ctx_mount)
             # local projects install from the wheels just built: no second build
             targets = [built.get(t, t) for t in self.targets()]
-            result = self._pip(ctx, *offline_install, *targets)
+            result = self._pip(ctx, *offline_install, "--find-links", INCOMING_TARGET, *targets,
+                               mounts=[ctx_mount])
         finally:
-            for wheel in built.values():
-                (wheelhouse() / wheel.rsplit("/", 1)[-1]).unlink(missing_ok=True)
+            self.keep(incoming)
         if not result.ok:
             raise self._failed(result, offline=False)
         return True
@@ -244,14 +263,12 @@ class Pip(Action):
                 return True
         return False
 
-    def fill_wheelhouse(self, ctx: StepContext) -> dict[str, str]:
-        """Download or build a wheel for every requirement (and build requirement) into the wheelhouse.
+    def fetch(self, ctx: StepContext, incoming: Mount) -> dict[str, str]:
+        """``pip wheel`` every requirement (and local projects' build requirements) into ``incoming``.
 
-        Returns {local path: its freshly built wheel (path in the target)} for non-editable local
-        projects; the caller installs those wheels and then removes them: the recipe's own projects
-        change under the same version, so they are never kept.
+        Files the wheelhouse holds are taken from it (``--find-links``), not downloaded. Returns
+        {local path: its freshly built wheel (path in the target)} for non-editable local projects.
         """
-        started = time.time()
         names: list[str] = []
         build_reqs: list[str] = []
         paths = self.local_paths()
@@ -263,22 +280,31 @@ class Pip(Action):
                     names.append(value)
                 elif kind == "req" and value:
                     build_reqs.append(value)
-        result = self._pip(ctx, "wheel", "--use-pep517", "--wheel-dir", WHEELHOUSE_TARGET,
+        result = self._pip(ctx, "wheel", "--use-pep517", "--wheel-dir", INCOMING_TARGET,
                            "--find-links", WHEELHOUSE_TARGET, *self.targets(editable=False),
-                           *dict.fromkeys(build_reqs))
+                           *dict.fromkeys(build_reqs), mounts=[incoming])
+        self._local_names = {re.sub(r"[-_.]+", "_", n).lower() for n in names if n}
         built: dict[str, str] = {}
         editable = set(self.params.editable)
         for path, name in zip(paths, names):
             stem = re.sub(r"[-_.]+", "_", name).lower()
-            fresh = [w for w in wheelhouse().glob("*.whl") if name and w.name.lower().startswith(stem + "-")
-                     and w.stat().st_mtime >= started - 1]
-            for wheel in fresh:
-                if len(fresh) == 1 and path not in editable and result.ok:
-                    built[path] = f"{WHEELHOUSE_TARGET}/{wheel.name}"
-                else:
-                    wheel.unlink(missing_ok=True)
+            fresh = [w for w in Path(incoming.source).glob("*.whl") if name and w.name.lower().startswith(stem + "-")]
+            if len(fresh) == 1 and path not in editable:
+                built[path] = f"{INCOMING_TARGET}/{fresh[0].name}"
         if not result.ok:
-            for wheel in built.values():
-                (wheelhouse() / wheel.rsplit("/", 1)[-1]).unlink(missing_ok=True)
             raise self._failed(result, offline=False)
         return built
+
+    def keep(self, incoming: Path) -> None:
+        """Move the new wheels into the wheelhouse (atomic renames: concurrent readers never see half
+        a file), except the recipe's own projects, which change under the same version."""
+        own = getattr(self, "_local_names", set())
+        try:
+            for wheel in incoming.glob("*.whl"):
+                if wheel.name.split("-", 1)[0].lower() in own:
+                    continue
+                target = wheelhouse() / wheel.name
+                if not target.exists():
+                    os.replace(wheel, target)
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)

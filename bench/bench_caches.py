@@ -30,6 +30,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 BASE = "localhost/shlax-bench-debian:latest"
@@ -70,6 +71,8 @@ class Bench:
         self.npm = npm
         self.apt = ["python3", "python3-venv", "unzip", "findutils"] + (["nodejs", "npm"] if npm else [])
         self.pip = ["/app"]
+        # a first step unique to this run, for both tools: "cold" means no layer of a previous run
+        self.nonce = uuid.uuid4().hex[:12]
         self.env = {**os.environ, "NO_COLOR": "1", "BUILDAH_ISOLATION": "chroot",
                     "SHLAX_CACHE_DIR": str(work / "shlax-cache"), "HOME": str(work / "home"),
                     "XDG_CACHE_HOME": str(work / "xdg"), "TMPDIR": str(work / "tmp")}
@@ -108,6 +111,7 @@ class Bench:
             if self.npm else ""
         (self.work / "shlax" / "shlax.toml").write_text(
             f'[targets.bench]\nbase = "{BASE}"\nimage = "localhost/shlax-bench-shlax"\nsteps = [\n'
+            f'  {{ run = ["true", "{self.nonce}"] }},\n'
             f"  {{ apt = [{q(self.apt)}] }},\n"
             '  { copy = { src = "app/", dest = "/app" } },\n'
             f'  {{ pip = {{ packages = [{q(self.pip)}], venv = "/app/.venv" }} }},\n{npm_copy}]\n')
@@ -119,6 +123,7 @@ class Bench:
                     "--no-audit --no-fund\n") if self.npm else ""
         (self.work / "bud" / "Containerfile").write_text(
             f"FROM {BASE}\n"
+            f"RUN true {self.nonce}\n"
             f"RUN {apt_mounts} apt-get update && apt-get install -y --no-install-recommends {' '.join(self.apt)}\n"
             "COPY app /app\n"
             "RUN --mount=type=cache,target=/root/.cache/pip "

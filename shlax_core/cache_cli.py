@@ -91,7 +91,8 @@ def _layers() -> list[dict[str, Any]]:
         for layer in backend.list_layers():
             info = used.get(layer["key"], {})
             layer.setdefault("created", info.get("created"))
-            layer["used"] = info.get("used") or layer.get("created")
+            # a layer of unknown age counts as used now: pruning by age never guesses
+            layer["used"] = info.get("used") or layer.get("created") or time.time()
             layer["target"] = info.get("target", "")
             layer["step"] = info.get("step", "")
             layer["backend"] = backend

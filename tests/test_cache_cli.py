@@ -27,6 +27,14 @@ def recipe(tmp_path: Path, base: str, nonce: str) -> Path:
 def test_ls_prune_and_rebuild(tmp_path, shlax, busybox_image, nonce):
     path = recipe(tmp_path, busybox_image, nonce)
     assert shlax("run", str(path)).returncode == 0
+    # a layer another user's cache dir knows about (not ours): pruning by age must not guess its age
+    (tmp_path / "other").mkdir()
+    other = recipe(tmp_path / "other", busybox_image, f"o{nonce}")
+    other_env = {"SHLAX_CACHE_DIR": str(tmp_path / "other-cache")}
+    assert shlax("run", str(other), env=other_env).returncode == 0
+    other_layers = [layer["name"] for layer in json.loads(shlax("cache", "ls", "--json", env=other_env).stdout)["layers"]
+                    if layer["target"] == f"co{nonce}"]
+    assert len(other_layers) == 3
 
     listing = json.loads(shlax("cache", "ls", "--json").stdout)
     ours = [layer for layer in listing["layers"] if layer["target"] == f"c{nonce}"]
@@ -50,6 +58,9 @@ def test_ls_prune_and_rebuild(tmp_path, shlax, busybox_image, nonce):
     for layer in ours:
         name = f"localhost/shlax-cache:{layer['key']}"
         assert buildah("inspect", "--type", "image", name, check=False).returncode != 0
+    # layers this cache dir never recorded (another user's, or made before) are still there
+    for name in other_layers:
+        assert buildah("inspect", "--type", "image", name, check=False).returncode == 0, name
     # the user's final image is never deleted by a prune: only the cache's own tags go
     assert buildah("inspect", "--type", "image", f"localhost/c{nonce}:latest", check=False).returncode == 0
 

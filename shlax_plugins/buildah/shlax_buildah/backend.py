@@ -333,7 +333,7 @@ class BuildahBackend(ImageBackend):
     @classmethod
     def list_layers(cls) -> list[dict[str, Any]]:
         try:
-            images = Buildah().images()
+            images = Buildah().images(details=True)  # sizes and creation times: buildah's own listing
         except ShlaxError:
             return []
         rows = []

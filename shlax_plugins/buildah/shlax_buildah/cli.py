@@ -74,8 +74,10 @@ class Buildah:
                                  returncode=res.returncode, tail=res.tail)
         return res
 
-    def images(self) -> list[dict[str, Any]]:
-        if self.transport is None:
+    def images(self, details: bool = False) -> list[dict[str, Any]]:
+        """Every image's ``id`` and ``names`` (read from the store's index when it can be); with
+        ``details``, buildah's full listing (sizes, creation times)."""
+        if self.transport is None and not details:
             from shlax_buildah import store
 
             usable, root = store.root_of(self.argv0)

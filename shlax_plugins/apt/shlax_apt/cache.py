@@ -24,7 +24,7 @@ from shlax_core import dirs
 from shlax_core.backends import Mount
 from shlax_core.caches import Cache
 
-from shlax_apt import trust
+from shlax_core import trust
 
 if TYPE_CHECKING:  # pragma: no cover
     from shlax_core.actions import StepContext

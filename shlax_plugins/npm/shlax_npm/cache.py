@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from shlax_core.backends import Mount
 from shlax_core.caches import Cache
 
-from shlax_npm import trust
+from shlax_core import trust
 
 if TYPE_CHECKING:  # pragma: no cover
     from shlax_core.actions import StepContext

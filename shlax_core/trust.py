@@ -4,8 +4,8 @@ Users behind a TLS-intercepting proxy (and this project's own test bed) only bui
 managers in the container trust what the host trusts. The bundle is mounted read-only for the
 step and environment variables point at it; nothing is written to a layer.
 
-This module is copied verbatim into shlax_apt, shlax_pip and shlax_npm so each distribution
-stands alone; tests/test_caches_unit.py fails when the copies drift apart.
+It lives in the core because it knows no package manager: cache plugins (apt, pip, npm, a third
+party's) call :func:`mounts` and :func:`env` from their own ``Cache.mounts``/``Cache.env``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import click
 
 from shlax_core.errors import ShlaxError
+from shlax_core.lazygroup import EntryPointGroup
 
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -100,47 +101,14 @@ def _layers() -> list[dict[str, Any]]:
     return rows
 
 
-class _CacheGroup(click.Group):
+class _CacheGroup(EntryPointGroup):
     """Plugins add ``shlax cache`` subcommands through ``shlax.cache_commands`` entry points
     (name = subcommand, value = a click command), imported only when invoked."""
 
-    def _eps(self) -> dict[str, Any]:
-        from importlib.metadata import entry_points
+    group = "shlax.cache_commands"
 
-        try:
-            return {ep.name: ep for ep in entry_points(group="shlax.cache_commands")}
-        except Exception:
-            return {}
-
-    _listing = False
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        self._listing = True
-        try:
-            super().format_commands(ctx, formatter)
-        finally:
-            self._listing = False
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._eps()))
-
-    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
-        cmd = super().get_command(ctx, name)
-        ep = None if cmd is not None else self._eps().get(name)
-        if ep is None:
-            return cmd
-        if ctx.resilient_parsing or self._listing:  # `shlax cache --help` lists, imports nothing
-            return click.Command(name, help="(plugin command)")
-        try:
-            return ep.load()
-        except Exception as exc:  # guarded: a broken plugin breaks only its own command
-            error = ShlaxError(f"plugin command `cache {name}` ({ep.value}) failed to load: "
-                               f"{type(exc).__name__}: {exc}")
-            return click.Command(name, callback=lambda: _raise(error), help=f"(broken plugin) {exc}")
-
-
-def _raise(exc: ShlaxError) -> None:
-    raise exc
+    def load_command(self, name: str, ep: Any) -> Optional[click.Command]:
+        return ep.load()
 
 
 @click.group(cls=_CacheGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,7 +6,6 @@ listed from entry-point names and imported only when invoked.
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from typing import Any, Optional
@@ -15,55 +14,25 @@ import click
 
 from shlax_core import __version__
 from shlax_core.errors import ShlaxError
+from shlax_core.lazygroup import EntryPointGroup
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class LazyGroup(click.Group):
-    """Built-in commands plus ``shlax.commands`` entry points, imported only when invoked."""
+class LazyGroup(EntryPointGroup):
+    """Built-in commands plus ``shlax.commands`` entry points: the plugin module is registered
+    with pluggy and asked, through ``shlax_register_commands``, for its click commands."""
 
-    def _plugin_names(self) -> list[str]:
-        from importlib.metadata import entry_points
+    group = "shlax.commands"
 
-        try:
-            return sorted({ep.name for ep in entry_points(group="shlax.commands")})
-        except Exception:
-            return []
-
-    _listing = False
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        self._listing = True
-        try:
-            super().format_commands(ctx, formatter)
-        finally:
-            self._listing = False
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._plugin_names()))
-
-    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
-        cmd = super().get_command(ctx, name)
-        if cmd is not None:
-            return cmd
-        if name not in self._plugin_names():
-            return None
-        if ctx.resilient_parsing or self._listing:  # `shlax --help` / `-h` lists, imports nothing
-            return click.Command(name, help="(plugin command)")
+    def load_command(self, name: str, ep: Any) -> Optional[click.Command]:
         from shlax_core.plugins import Plugins
 
         plugins = Plugins()
-        try:
-            plugins.load("command", name)
-        except ShlaxError as exc:
-            return click.Command(name, callback=lambda: _fail(exc), help=f"(broken plugin) {exc}")
+        plugins.load("command", name)
         found: dict[str, click.Command] = {}
         plugins.pm.hook.shlax_register_commands(register=lambda c: found.setdefault(c.name, c))
         return found.get(name)
-
-
-def _fail(exc: ShlaxError) -> None:
-    raise exc
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)

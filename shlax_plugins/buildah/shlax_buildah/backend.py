@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 

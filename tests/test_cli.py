@@ -178,6 +178,13 @@ def test_live_view_on_a_tty_uses_colour(tmp_path: Path) -> None:
     assert "FAILED" in out and "exit code: 3" in out
 
 
+def test_live_view_shows_the_running_steps_output(tmp_path: Path) -> None:
+    slow = ('[targets.here]\nbackend = "local"\nsteps = [\n'
+            '  { run = ["sh", "-c", "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.2; done"] },\n]\n')
+    out = pty_run(["run"], write(tmp_path, slow), NO_COLOR="1")
+    assert "line 3" in out and "CHANGED" in out   # the tail of the running step, then its status
+
+
 def test_no_color_on_a_tty(tmp_path: Path) -> None:
     out = pty_run(["run"], write(tmp_path), NO_COLOR="1")
     colours = [c for c in COLOR.findall(out) if re.search(r"[;\[]3[0-7]|[;\[]9[0-7]|38;", c)]

@@ -4,16 +4,7 @@
 # Idempotent: apt-get skips what is installed; nothing is started here (tests start their own
 # sshd instances with private configs and stop them).
 set -eu
-export DEBIAN_FRONTEND=noninteractive
-PKGS="openssh-server openssh-client podman runc uidmap fuse-overlayfs iproute2 sudo busybox-static tar coreutils"
-missing=""
-for p in $PKGS; do
-    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends $missing
-fi
+sh "$(dirname "$0")/../need-packages" openssh-server openssh-client podman runc uidmap fuse-overlayfs iproute2 sudo busybox-static tar coreutils
 # sshd refuses to start without its privilege-separation directory
 mkdir -p /run/sshd
 exit 0

@@ -280,3 +280,28 @@ def test_noop_fast_path_and_what_invalidates_it(tmp_path, shlax, busybox_image, 
     assert shlax("run", str(recipe)).returncode == 1
     recipe.write_text(recipe.read_text().replace("exit 9", "ls /app > /data/listing"))
     assert not _fast(shlax("run", str(recipe), "--json").stdout)
+
+
+def test_lent_caches_leave_no_mount_point_in_the_image(tmp_path, shlax, busybox_image, nonce):
+    """A step that borrows host folders (here the pip cache) commits none of them, not even the
+    empty mount points buildah creates for them."""
+    (tmp_path / "shlax.toml").write_text(textwrap.dedent(f"""
+        [targets.m{nonce}]
+        base = "{busybox_image}"
+        image = "localhost/shlax-test-mounts-{nonce}"
+        steps = [
+          {{ run = ["sh", "-c", "echo {nonce} > /marker; ls /run/shlax"], caches = ["pip"] }},
+          {{ run = ["true"] }},
+        ]
+    """))
+    proc = shlax("run", str(tmp_path / "shlax.toml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "wheelhouse" in proc.stdout          # the cache was mounted during the step
+    ctr = buildah("from", "--pull=never", f"localhost/shlax-test-mounts-{nonce}").stdout.strip()
+    try:
+        mnt = buildah("mount", ctr).stdout.strip()
+        assert Path(mnt, "marker").read_text() == f"{nonce}\n"
+        assert not Path(mnt, "run", "shlax").exists()
+        assert not Path(mnt, "run").exists() or os.listdir(Path(mnt, "run")) == []
+    finally:
+        buildah("rm", ctr)

@@ -9,6 +9,7 @@ changes (as ``buildah bud --layers`` does) and a rebuild can start from any of t
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -182,7 +183,47 @@ class BuildahBackend(ImageBackend):
         name = f"shlax-{self.target.name}-{uuid.uuid4().hex[:8]}"
         self.container = name  # known before it exists: an interrupt during `from` still removes it
         self._facts = None  # type: ignore[assignment]
+        self._rootfs: Optional[str] = None
+        self._made: list[str] = []
         self.buildah("from", "--pull=never", "--name", name, source)
+
+    # -- mount points ---------------------------------------------------------------------------
+    # `buildah run -v` creates a missing mount point (an empty file or folder) in the container,
+    # and a commit would keep it. Mount points that did not exist before are removed again before
+    # each commit, so nothing of a lent cache, not even its empty folder, reaches a layer.
+
+    def _note_mountpoints(self, mounts: Sequence[Mount]) -> None:
+        if not mounts or os.geteuid() != 0:
+            return
+        if self._rootfs is None:
+            self._rootfs = self.buildah("mount", self.container or "").output.strip()
+        for m in mounts:
+            target = path = m.target.rstrip("/")
+            top = None  # the highest missing component: buildah creates it and what is below
+            while path not in ("", "/") and not os.path.lexists(self._rootfs + path):
+                top, path = path, os.path.dirname(path)
+            if top is not None:
+                self._made.append((target, top))
+
+    def _drop_mountpoints(self) -> None:
+        """Remove the empty files and folders buildah made for mounts, from each mount point up to
+        the highest folder it had to create; anything not empty is left alone."""
+        root = getattr(self, "_rootfs", None)
+        for target, top in sorted(set(getattr(self, "_made", [])), key=lambda t: -len(t[0])):
+            path = target
+            while True:
+                full = root + path
+                try:
+                    if os.path.isdir(full) and not os.path.islink(full):
+                        os.rmdir(full)
+                    elif os.path.lexists(full) and os.lstat(full).st_size == 0:
+                        os.unlink(full)
+                except OSError:
+                    break
+                if path == top:
+                    break
+                path = os.path.dirname(path)
+        self._made = []
 
     def _remove_container(self) -> None:
         if self.container:
@@ -219,6 +260,8 @@ class BuildahBackend(ImageBackend):
             args += ["--user", user]
         if self.remote is not None:  # the builder's own cache folders; small files uploaded
             mounts = self.remote.mounts(mounts)
+        else:
+            self._note_mountpoints(mounts)
         for m in mounts:
             args += ["--volume", f"{m.source}:{m.target}:{'ro' if m.readonly else 'rw'}"]
         args += [self.container, "--", *argv]
@@ -261,6 +304,7 @@ class BuildahBackend(ImageBackend):
     def commit(self, key: str, meta: Mapping[str, str]) -> str:
         assert self.container is not None
         name = f"{CACHE_REPO}:{key}"
+        self._drop_mountpoints()
         # --rm: continue from the new layer, so the next layer holds only the next step's changes
         out = self.buildah("commit", "--quiet", "--rm", self.container, name)
         self.container = None
@@ -278,6 +322,7 @@ class BuildahBackend(ImageBackend):
         if config:
             self.buildah("config", *config, self.container)
         name = f"{CACHE_REPO}:{key}"
+        self._drop_mountpoints()
         out = self.buildah("commit", "--quiet", "--rm", self.container, name)
         self.container = None
         image_id = out.output.strip().splitlines()[-1]

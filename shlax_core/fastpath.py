@@ -142,6 +142,14 @@ def replay(record: dict[str, Any], json_mode: bool, started: float) -> None:
 
 def main() -> None:
     """Console entry point: try the fast path for a plain ``shlax run``, else the full CLI."""
+    try:
+        _main()
+    except KeyboardInterrupt:  # before the CLI took over (while importing): nothing to clean up
+        sys.stderr.write("shlax: interrupted\n")
+        sys.exit(130)
+
+
+def _main() -> None:
     started = time.monotonic()
     args = sys.argv[1:]
     if args[:1] == ["run"] and not os.environ.get("SHLAX_NO_FASTPATH"):

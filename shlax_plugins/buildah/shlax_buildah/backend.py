@@ -106,6 +106,7 @@ class BuildahBackend(ImageBackend):
         self.isolation = isolation.choose(params.isolation) if self.remote is None else (params.isolation or "")
         self._images: Optional[list[dict[str, Any]]] = None
         self._base_ref: Optional[str] = None
+        self._adopted: dict[str, str] = {}  # cache names still to give to pulled layers: name -> image
 
     # -- names ---------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -177,6 +178,27 @@ class BuildahBackend(ImageBackend):
             usage.touch(found)
         return found
 
+    def adopt(self, key: str, image: str) -> None:
+        """Take ``image`` (just pulled from a layer cache) as the layer for ``key``. Its cache name
+        is given with the next ``buildah tag`` (the final image's, usually: one call instead of
+        two), or at :meth:`close` when the build stops before that."""
+        name = f"{CACHE_REPO}:{key}"
+        self._adopted[name] = image
+        images = self.images()
+        entry = next((i for i in images if i["id"] == image), None)
+        if entry is None:
+            images.append({"id": image, "names": [name]})
+        elif name not in (entry.get("names") or []):
+            entry["names"] = [*(entry.get("names") or []), name]
+
+    def _tag_adopted(self) -> None:
+        pending, self._adopted = self._adopted, {}
+        by_image: dict[str, list[str]] = {}
+        for name, image in pending.items():
+            by_image.setdefault(image, []).append(name)
+        for image, names in by_image.items():
+            self.buildah("tag", image, *names, check=False)
+
     # -- the working container -----------------------------------------------------------------
     def start(self, image: Optional[str]) -> None:
         source = image or self._base_ref or "scratch"
@@ -237,6 +259,8 @@ class BuildahBackend(ImageBackend):
 
     def close(self) -> None:
         try:
+            if self._adopted:  # the build stopped before the final tag: keep what was pulled
+                self._tag_adopted()
             if self.remote is not None:
                 self.remote.stop()  # a step an interrupt left running there holds the container
             self._remove_container()
@@ -359,9 +383,15 @@ class BuildahBackend(ImageBackend):
             for entry in self.images():
                 if entry["id"] == image:
                     have = set(entry.get("names") or [])
-        missing = [n for n in [*extra, *self.names()] if n not in have]
+        adopted = [n for n, i in self._adopted.items() if i == image]
+        have -= set(adopted)  # known to the in-memory listing, not yet to the store
+        missing = list(dict.fromkeys(n for n in [*adopted, *extra, *self.names()] if n not in have))
         if missing:
             self.buildah("tag", image, *missing)
+            for n in adopted:
+                self._adopted.pop(n, None)
+        if self._adopted:
+            self._tag_adopted()
         if self.params.push or self.session.options.get("push"):
             self.push()
 

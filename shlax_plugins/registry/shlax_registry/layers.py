@@ -96,9 +96,12 @@ def shlax_layers_missing(backend: Any, keys: list[str]) -> Optional[dict[str, st
         _warn(backend, f"cache-from {ref}: pulling {key[:12]} failed ({tail}); building locally")
         return None
     image = res.output.strip().splitlines()[-1].strip()
-    b("tag", image, f"{CACHE_REPO}:{key}")
-    if hasattr(backend, "images"):
-        backend.images(refresh=True)
+    if hasattr(backend, "adopt"):  # tagged with the final image's names: one buildah call
+        backend.adopt(key, image)
+    else:
+        b("tag", image, f"{CACHE_REPO}:{key}")
+        if hasattr(backend, "images"):
+            backend.images(refresh=True)
     state(backend.session).pushed.add((str(ref), key))  # no need to push it back there
     return {key: image}
 

@@ -10,8 +10,12 @@ store holding only the base image -- then builds the same thing:
   bud cache-from    buildah bud --layers --cache-from on the equivalent Containerfile
 
 Each round uses a fresh nonce and fresh stores, so nothing is warm. Prints the median seconds
-and the ratios (the target: shlax cache-from <= 0.5 x bud cache-from).
-Usage: python bench/bench_registry.py [--rounds 3]
+and the ratios (the target: shlax cache-from <= 0.5 x bud cache-from). ``--steps N`` (N >= 4)
+adds N - 4 small steps (one file each) after the four above, as a longer recipe would have.
+``--rtt MS`` puts the registry MS milliseconds away from the second machine (a loopback proxy
+that delays traffic, bench/latency_proxy.py), as a CI runner's registry is; 0, the default, is
+plain loopback.
+Usage: python bench/bench_registry.py [--rounds 3] [--steps 4] [--rtt 0]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fixtures_registry import start_registry, stop_registry  # noqa: E402
+from latency_proxy import LatencyProxy  # noqa: E402
 
 BUSYBOX = "localhost/shlax-test-busybox:latest"
 
@@ -51,12 +56,17 @@ def containerfile(base: str, nonce: str) -> str:
     return f"FROM {base}\n" + "".join(f'RUN sh -c "{s.format(nonce=nonce)}"\n' for s in STEPS)
 
 
-def run(argv: list[str], env: dict, cwd: Path) -> float:
+def run(argv: list[str], env: dict, cwd: Path, expect: str = "", count: int = 1) -> float:
+    """Seconds ``argv`` took; the bench stops when it fails, or when its output has ``expect``
+    fewer than ``count`` times (a cache-from build that quietly ran its steps, or fell back to a
+    local build, would measure the wrong thing)."""
     start = time.perf_counter()
     proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"failed: {' '.join(argv)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    text = proc.stdout + proc.stderr
+    if proc.returncode != 0 or text.count(expect) < count:
+        sys.exit(f"failed{f' ({expect!r} not {count} times in its output)' if proc.returncode == 0 else ''}: "
+                 f"{' '.join(argv)}\n{text[-3000:]}")
     return elapsed
 
 
@@ -77,7 +87,8 @@ class Store:
         shutil.rmtree(self.root.parent, ignore_errors=True)
 
 
-def one_round(reg: str, base: str, work: Path, env: dict) -> dict[str, float]:
+def one_round(reg: str, far: str, base: str, work: Path, env: dict) -> dict[str, float]:
+    """``reg``: the registry as the first machine reaches it; ``far``: as the second one does."""
     nonce = uuid.uuid4().hex[:12]
     shlax = [sys.executable, "-m", "shlax_core"]
     cache = f"{reg}/bench/shlax-{nonce}"
@@ -90,6 +101,7 @@ def one_round(reg: str, base: str, work: Path, env: dict) -> dict[str, float]:
     run([*shlax, "run", str(d / "first.toml"), "--cache-to", cache, "--no-tls-verify"], env, d)
     run(["buildah", "bud", "--layers", "--tls-verify=false", "--cache-to", budcache, "-t",
          f"localhost/bench-bud-{nonce}", "."], env, d)
+    cache, budcache = cache.replace(reg, far, 1), budcache.replace(reg, far, 1)
     times = {}
     for name in ("shlax scratch", "shlax cache-from", "bud cache-from"):
         store = Store(Path(tempfile.mkdtemp(prefix="bench-store-", dir=work)))
@@ -102,10 +114,11 @@ def one_round(reg: str, base: str, work: Path, env: dict) -> dict[str, float]:
                 times[name] = run([*shlax, "run", str(d / "second.toml"), "--no-tls-verify"], env, d)
             elif name == "shlax cache-from":
                 times[name] = run([*shlax, "run", str(d / "second.toml"), "--cache-from", cache,
-                                   "--no-tls-verify"], env, d)
+                                   "--no-tls-verify"], env, d, expect=f"({len(STEPS)} cached, 0 run)")
             else:
                 times[name] = run(["buildah", *store.args, "bud", "--layers", "--tls-verify=false",
-                                   "--cache-from", budcache, "-t", f"localhost/bench-bud-{nonce}", "."], env, d)
+                                   "--cache-from", budcache, "-t", f"localhost/bench-bud-{nonce}", "."], env, d,
+                                  expect="--> Using cache", count=len(STEPS))
         finally:
             store.destroy()
     return times
@@ -114,24 +127,35 @@ def one_round(reg: str, base: str, work: Path, env: dict) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=len(STEPS), help="steps in the recipe (at least 4)")
+    ap.add_argument("--rtt", type=float, default=0.0, help="milliseconds between the second machine and the registry")
     args = ap.parse_args()
+    STEPS.extend(f"echo {{nonce}}-{i} > /extra{i}" for i in range(len(STEPS), args.steps))
     if subprocess.run(["buildah", "inspect", "--type", "image", BUSYBOX], capture_output=True).returncode:
         subprocess.run(["sh", str(ROOT / "tests" / "images" / "busybox.sh"), BUSYBOX], check=True)
     work = Path(tempfile.mkdtemp(prefix="bench-registry-"))
     reg = start_registry(work / "registry")
-    env = {**os.environ, "BUILDAH_ISOLATION": "chroot", "NO_COLOR": "1", "TMPDIR": str(work),
+    proxy = LatencyProxy(reg.host, args.rtt).start() if args.rtt > 0 else None
+    # a user's install has compiled bytecode; PYTHONDONTWRITEBYTECODE (set in some shells) would
+    # make every shlax start recompile its modules and measure that instead
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = {**environ, "BUILDAH_ISOLATION": "chroot", "NO_COLOR": "1", "TMPDIR": str(work),
            "SHLAX_CACHE_DIR": str(work / "shlax-cache")}
     try:
         base = f"{reg.host}/bench/busybox:latest"
         subprocess.run(["buildah", "push", "-q", "--tls-verify=false", BUSYBOX, f"docker://{base}"], check=True)
         subprocess.run(["buildah", "pull", "-q", "--tls-verify=false", f"docker://{base}"], check=True,
                        capture_output=True)
-        rounds = [one_round(reg.host, base, work, env) for _ in range(args.rounds)]
+        far = proxy.host if proxy else reg.host
+        rounds = [one_round(reg.host, far, base, work, env) for _ in range(args.rounds)]
     finally:
+        if proxy:
+            proxy.stop()
         stop_registry(reg)
         shutil.rmtree(work, ignore_errors=True)
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-    print(f"second machine (empty store), {len(STEPS)} steps, median of {args.rounds} rounds")
+    where = f"registry {args.rtt:g} ms away" if args.rtt > 0 else "registry on loopback"
+    print(f"second machine (empty store), {len(STEPS)} steps, {where}, median of {args.rounds} rounds")
     print(f"{'build':<18} {'seconds':>8}")
     for k, v in med.items():
         print(f"{k:<18} {v:>8.2f}")

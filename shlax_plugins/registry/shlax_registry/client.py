@@ -52,11 +52,21 @@ class Registry:
         self._scheme: Optional[str] = None
         self._tokens: dict[str, str] = {}
         self._basic: Optional[str] = None
-        ctx = ssl.create_default_context()
-        if not tls_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), _NoRedirect())
+        self._built: Optional[urllib.request.OpenerDirector] = None
+
+    @property
+    def _opener(self) -> urllib.request.OpenerDirector:
+        """Built on first use: loading the system CA store costs about 30 ms, and without TLS
+        verification it is not loaded at all (a plain-HTTP cache registry never needs it)."""
+        if self._built is None:
+            if self.tls_verify:
+                ctx = ssl.create_default_context()
+            else:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._built = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), _NoRedirect())
+        return self._built
 
     # -- transport -----------------------------------------------------------------------------
     def _url(self, path: str) -> str:

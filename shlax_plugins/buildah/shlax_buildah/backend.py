@@ -68,8 +68,6 @@ class BuildahParams:
             if not _TAG.match(tag):
                 return ("tags", f"{tag!r} is not a valid tag: letters, digits, _ . - "
                                 "(at most 128, not starting with . or -)")
-        if self.builder is not None and (self.cache_to or self.cache_from):
-            return "cache_to/cache_from are not supported with a remote builder yet; push from the builder instead"
         return None
 
 

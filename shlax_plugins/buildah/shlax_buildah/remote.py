@@ -15,7 +15,10 @@ What lives where:
   on the builder first; the folder is removed at close, also after a failure or Ctrl-C;
 - mounted *folders* (download caches) are the builder's own: the same path is created on the
   builder (``mkdir -p``) and used verbatim. The cache locks shlax takes are on the machine that
-  runs shlax, so two machines driving one builder do not lock each other out.
+  runs shlax, so two machines driving one builder do not lock each other out;
+- plugins that hand buildah a file of their own (a registry auth file, a ``--digestfile``) put it
+  in the same private folder (:meth:`SSHTransport.put`, :meth:`SSHTransport.path`) and remove it
+  after the command; file contents travel on ssh's stdin, never on a command line.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 from shlax_core import process
 from shlax_core.backends import Mount
@@ -50,6 +53,15 @@ for f in "$1"/run-*.pid; do
   kill -KILL -- "-$p" 2>/dev/null; rm -f -- "$f"
 done
 exit 0
+"""
+#: unmount everything below folder $1 (deepest first), then remove it without crossing into any
+#: file system still mounted there: a debootstrap interrupted between mounting /proc and /sys in
+#: its rootfs and unmounting them must not make ``rm -rf`` walk the builder's own /proc
+DISCARD_SCRIPT = r"""
+[ -n "$1" ] || exit 0
+while read -r _ m _; do case $m in "$1"/*) echo "$m" ;; esac; done < /proc/mounts | sort -r |
+  while read -r m; do umount -l "$m" 2>/dev/null; done
+rm -rf --one-file-system -- "$1"
 """
 #: cgroup v2 unified (the OCI runtime works) or not
 CGROUP_SCRIPT = '[ -e /sys/fs/cgroup/cgroup.controllers ] && echo oci || echo chroot'
@@ -152,17 +164,33 @@ class SSHTransport:
             raise Unreachable(f"{self.label}: the connection was lost (builder down, rebooted or network cut)",
                               argv=res.argv, returncode=res.returncode, tail=res.tail[-5:])
 
-    def sh(self, script: str, *args: str, stdin: Any = None, what: str) -> str:
-        """Run a fixed script with ``args`` as its positional parameters; its output."""
+    def sh(self, script: str, *args: str, stdin: Any = None, data: Optional[bytes] = None, what: str) -> str:
+        """Run a fixed script with ``args`` as its positional parameters; its output. Its stdin is
+        ``stdin`` (a file) or ``data`` (bytes: secrets travel this way, never as arguments)."""
         argv = self.wrap(["sh", "-c", script, "sh", *args])
-        proc = subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if data is not None:
+            proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        else:
+            proc = subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).decode("utf-8", "replace").splitlines()[-10:]
             self.check(process.Exec(argv[-1:], proc.returncode, "", tail))
             raise StepFailed(f"{what} failed on {self.label}", argv=[what, *args], returncode=proc.returncode,
                              tail=tail)
         return proc.stdout.decode("utf-8", "replace")
+
+    def stream(self, argv: Sequence[str], *, output: Optional[Callable[[str], None]], what: str,
+               display: Optional[Sequence[str]] = None) -> process.Exec:
+        """A long command on the builder (not buildah: debootstrap), its output streamed;
+        :meth:`stop` can end it after an interrupt."""
+        shown = list(display) if display is not None else list(argv)
+        res = process.run(self.tracked(argv), output=output, check=False, display=shown)
+        if not res.ok:
+            self.check(res)
+            raise StepFailed(f"{what} exited with code {res.returncode} on {self.label}", argv=shown,
+                             returncode=res.returncode, tail=res.tail)
+        return res
 
     def open(self, buildah_argv0: Sequence[str]) -> None:
         """Connect (Unreachable names the builder), check buildah is there, make the temp folder."""
@@ -181,28 +209,47 @@ class SSHTransport:
     def close(self) -> None:
         """Remove the temporary folder, stop the master connection (its socket folder goes too)."""
         try:
-            if self.tmp and self.conn.alive():
-                subprocess.run(self.wrap(["rm", "-rf", "--", self.tmp]), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
+            if self.tmp:
+                self.discard(self.tmp)
         finally:
             self.tmp = None
             self.conn.close()
 
     # -- files ---------------------------------------------------------------------------------
+    def path(self, name: str) -> str:
+        """A new, unused path in the private temporary folder on the builder (not created)."""
+        assert self.tmp is not None, "builder path before open"
+        self._count += 1
+        return f"{self.tmp}/{self._count}-{name}"
+
     def upload(self, local: Path, name: str) -> str:
         """Stream a local file into the temporary folder on the builder; its path there."""
-        assert self.tmp is not None, "upload before open"
-        self._count += 1
-        dest = f"{self.tmp}/{self._count}-{name}"
+        dest = self.path(name)
         with open(local, "rb") as f:
             self.sh(UPLOAD_SCRIPT, dest, stdin=f, what=f"uploading {local.name}")
+        return dest
+
+    def put(self, data: bytes, name: str) -> str:
+        """Write ``data`` to a new file (mode 0600) in the temporary folder on the builder; its
+        path there. The bytes go through ssh's stdin: a secret never shows in a process list."""
+        dest = self.path(name)
+        self.sh(UPLOAD_SCRIPT, dest, data=data, what=f"writing {name}")
         return dest
 
     def remove(self, path: str) -> None:
         subprocess.run(self.wrap(["rm", "-f", "--", path]), stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def discard(self, folder: str) -> None:
+        """Remove a folder on the builder, unmounting what is mounted below it first; never
+        raises (it runs in cleanups), and gives up after a minute."""
+        if not self.conn.alive():
+            return
+        try:
+            subprocess.run(self.wrap(["sh", "-c", DISCARD_SCRIPT, "sh", folder]), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
 
     def mounts(self, mounts: Sequence[Mount]) -> list[Mount]:
         """Mounts as the builder sees them: folders are the builder's own (made if missing, used

@@ -7,6 +7,9 @@ Lookup order (the one buildah and podman use, so ``buildah login`` / ``podman lo
 
 buildah gets environment credentials through a private temporary auth file (mode 0600, removed
 after the command), never on its command line, where ``ps`` and error reports would show them.
+When buildah runs on a remote builder, that file is written there, into the builder's private
+temporary folder, its content sent through ssh's stdin. Without the environment variables,
+buildah on a builder reads the *builder's* own auth files (``buildah login`` there).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 ENV_USER = "SHLAX_REGISTRY_USER"
 ENV_PASSWORD = "SHLAX_REGISTRY_PASSWORD"
@@ -57,21 +60,36 @@ def credentials(host: str) -> Optional[tuple[str, str]]:
     return None
 
 
+def _auth_json(host: str, user: str, password: str) -> bytes:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return json.dumps({"auths": {host: {"auth": token}}}).encode()
+
+
 @contextlib.contextmanager
-def buildah_args(host: str) -> Iterator[list[str]]:
+def buildah_args(host: str, transport: Optional[Any] = None) -> Iterator[list[str]]:
     """``--authfile FILE`` when credentials come from the environment; else nothing (buildah
-    reads the usual auth files itself)."""
+    reads the usual auth files itself: on a builder, the builder's).
+
+    ``transport`` is the remote builder's (``shlax_buildah.remote.SSHTransport``) when buildah
+    runs there: the file is written on the builder, in its private temporary folder."""
     user, password = os.environ.get(ENV_USER), os.environ.get(ENV_PASSWORD)
     if not (user and password is not None):
         yield []
+        return
+    data = _auth_json(host, user, password)
+    if transport is not None:
+        remote = transport.put(data, "auth.json")
+        try:
+            yield ["--authfile", remote]
+        finally:
+            transport.remove(remote)  # the folder goes at close anyway, even if this cannot run
         return
     folder = tempfile.mkdtemp(prefix="shlax-auth-")
     path = Path(folder) / "auth.json"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        with os.fdopen(fd, "w") as f:
-            json.dump({"auths": {host: {"auth": token}}}, f)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         yield ["--authfile", str(path)]
     finally:
         with contextlib.suppress(OSError):

@@ -12,14 +12,20 @@ A cache registry that is down or refuses us is a warning and a local build, neve
 failed ``--push`` is a failure (the user asked for it). Registry pushes are idempotent and
 content-addressed, so two machines pushing one key at once leave a consistent tag: blobs are
 uploaded before the manifest that names them, and the tag ends up on one complete manifest.
+
+With a remote builder, ``buildah pull``/``push`` run on the builder (through ``backend.buildah``)
+while the registry HTTP calls (``tags/list``, the ping) are made from this machine: the registry
+must answer under the same name on both. Files buildah takes by path (the auth file of
+environment credentials, ``--digestfile``) are made in the builder's private temporary folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.hookspecs import hookimpl
@@ -34,6 +40,42 @@ CACHE_REPO = "localhost/shlax-cache"
 def _buildah(backend: Any) -> Any:
     """The backend's buildah command (with its --root/--runroot), or None for other backends."""
     return getattr(backend, "buildah", None)
+
+
+def _transport(backend: Any) -> Any:
+    """The remote builder's transport when buildah runs on another machine, else None."""
+    return getattr(_buildah(backend), "transport", None)
+
+
+def _creds(backend: Any, ref: refs.Ref) -> Any:
+    """``--authfile`` arguments for buildah, written where buildah runs (see :mod:`auth`)."""
+    return auth.buildah_args(ref.host, _transport(backend))
+
+
+#: print the digest buildah wrote to $1, if it did
+READ_DIGEST_SCRIPT = '[ ! -f "$1" ] || cat -- "$1"'
+
+
+@contextlib.contextmanager
+def _digestfile(backend: Any) -> Iterator[tuple[str, Callable[[], str]]]:
+    """A path for ``buildah push --digestfile`` on the machine buildah runs on, and how to read
+    it back; removed afterwards."""
+    transport = _transport(backend)
+    if transport is not None:
+        remote = transport.path("digest")
+        try:
+            yield remote, lambda: transport.sh(READ_DIGEST_SCRIPT, remote, what="reading the pushed digest").strip()
+        finally:
+            transport.remove(remote)
+        return
+    folder = tempfile.mkdtemp(prefix="shlax-push-")
+    path = Path(folder) / "digest"
+    try:
+        yield str(path), lambda: path.read_text().strip() if path.exists() else ""
+    finally:
+        if path.exists():
+            path.unlink()
+        os.rmdir(folder)
 
 
 def _warn(backend: Any, message: str) -> None:
@@ -89,7 +131,7 @@ def shlax_layers_missing(backend: Any, keys: list[str]) -> Optional[dict[str, st
     key = keys[hit]
     _info(backend, f"cache-from {ref}: pulling layer {key[:12]} ({hit + 1} of {len(keys)} missing layers)")
     b = _buildah(backend)
-    with auth.buildah_args(ref.host) as creds:
+    with _creds(backend, ref) as creds:
         res = b("pull", "--quiet", _tls(s), "--retry", "1", *creds, ref.with_tag(key).docker(), check=False)
     if not res.ok:
         tail = " ".join(res.tail[-2:]).strip()
@@ -111,7 +153,7 @@ def _push_layer(backend: Any, s: Settings, ref: refs.Ref, key: str, image: str) 
     st = state(backend.session)
     if (str(ref), key) in st.pushed:
         return True
-    with auth.buildah_args(ref.host) as creds:
+    with _creds(backend, ref) as creds:
         res = _buildah(backend)("push", "--quiet", _tls(s), "--retry", "1", *creds, image,
                                 ref.with_tag(key).docker(), check=False)
     if not res.ok:
@@ -177,25 +219,24 @@ def shlax_push_image(backend: Any, names: list[str]) -> Optional[bool]:
                              hint='set image = "reg.example:5000/team/app" in the target')
         ref = refs.parse(name, what="image name")
         _info(backend, f"pushing {name}")
-        folder = tempfile.mkdtemp(prefix="shlax-push-")
-        digestfile = Path(folder) / "digest"
-        try:
-            with auth.buildah_args(ref.host) as creds:
-                res = b.stream(["push", _tls(s), "--digestfile", str(digestfile), *creds, name, ref.docker()],
-                               output=backend.log, check=False, display=["buildah", "push", name])
+        with _digestfile(backend) as (digestfile, read_digest), _creds(backend, ref) as creds:
+            res = b.stream(["push", _tls(s), "--digestfile", digestfile, *creds, name, ref.docker()],
+                           output=backend.log, check=False, display=["buildah", "push", name])
             if not res.ok:
-                hint = ""
-                text = " ".join(res.tail).lower()
-                if s.tls_verify and ("http response to https" in text or "certificate" in text):
-                    hint = "; for a plain-HTTP or self-signed registry pass --no-tls-verify (tls_verify = false)"
-                elif "unauthorized" in text or "authentication required" in text:
-                    hint = f"; log in first (buildah login {ref.host}) or set {auth.ENV_USER}/{auth.ENV_PASSWORD}"
-                raise StepFailed(f"pushing {name} failed{hint}", argv=["buildah", "push", name],
-                                 returncode=res.returncode, tail=res.tail)
-            digest = digestfile.read_text().strip() if digestfile.exists() else ""
-            _info(backend, f"pushed {name}" + (f"@{digest}" if digest else ""))
-        finally:
-            if digestfile.exists():
-                digestfile.unlink()
-            os.rmdir(folder)
+                raise StepFailed(f"pushing {name} failed{_push_hint(backend, res, ref, s)}",
+                                 argv=["buildah", "push", name], returncode=res.returncode, tail=res.tail)
+            digest = read_digest()
+        _info(backend, f"pushed {name}" + (f"@{digest}" if digest else ""))
     return True
+
+
+def _push_hint(backend: Any, res: Any, ref: refs.Ref, s: Settings) -> str:
+    """What to do about a failed push, from buildah's output: TLS, or a login (where buildah runs)."""
+    text = " ".join(res.tail).lower()
+    if s.tls_verify and ("http response to https" in text or "certificate" in text):
+        return "; for a plain-HTTP or self-signed registry pass --no-tls-verify (tls_verify = false)"
+    if "unauthorized" in text or "authentication required" in text:
+        transport = _transport(backend)
+        there = f" on {transport.label}" if transport is not None else ""
+        return f"; log in first (buildah login {ref.host}{there}) or set {auth.ENV_USER}/{auth.ENV_PASSWORD}"
+    return ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
@@ -241,3 +242,114 @@ def test_interrupt_cleans_up_the_builder(builder, tmp_path, nonce, sig):
     assert remote_leftovers(host, nonce) == []
     assert not subprocess.run(["pgrep", "-f", f"echo {nonce}"], capture_output=True).stdout
     assert not subprocess.run(["pgrep", "-f", f"started {nonce}; sleep 60"], capture_output=True).stdout
+
+
+# -- debootstrap: bases ----------------------------------------------------------------------------
+def debootstrap_recipe(tmp_path: Path, fleet: Fleet, nonce: str) -> Path:
+    recipe = tmp_path / "shlax.toml"
+    recipe.write_text(textwrap.dedent(f"""
+        [targets.r{nonce}]
+        base = "debootstrap:bookworm"
+        image = "localhost/shlax-test-rdeb-{nonce}"
+        root = "{STORE}"
+        runroot = "{RUN}"
+        builder = {{ host = "h1", ssh_config = "{fleet.ssh_config}" }}
+        steps = [ {{ run = ["sh", "-c", "cat /etc/debian_version > /version"] }} ]
+    """))
+    return recipe
+
+
+def base_images(host: Host) -> list[str]:
+    """The debootstrap bases in the builder's store."""
+    out = builder_buildah(host, "images", "--format", "{{.Name}}:{{.Tag}}").stdout.split()
+    return sorted(n for n in out if n.startswith("localhost/shlax-base:"))
+
+
+def builder_mounts(host: Host) -> list[str]:
+    """Mount points in the builder's mount namespace (its sshd's) that shlax may have made."""
+    assert host.proc is not None
+    text = Path(f"/proc/{host.proc.pid}/mounts").read_text()
+    return [line.split()[1] for line in text.splitlines() if "shlax-remote" in line.split()[1]]
+
+
+def test_debootstrap_base_is_built_on_the_builder(builder, tmp_path, shlax, nonce):
+    fleet, host = builder
+    recipe = debootstrap_recipe(tmp_path, fleet, nonce)
+    started = time.monotonic()
+    first = shlax("run", str(recipe), "--json")
+    elapsed = time.monotonic() - started
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert statuses(first.stdout) == ["done"], first.stdout
+    print(f"debootstrap:bookworm base + 1 step on the builder: {elapsed:.1f} s")
+    built = [e["message"] for e in events(first.stdout) if e["event"] == "info" and "with debootstrap" in e["message"]]
+    assert built == ["building base image debootstrap:bookworm with debootstrap on builder h1 (once)"], built
+
+    # the base is in the builder's store; this machine's store does not hold that image
+    bases = [i for i in json.loads(builder_buildah(host, "images", "--json").stdout)
+             if any(n.startswith("localhost/shlax-base:debootstrap-bookworm-") for n in i.get("names") or [])]
+    assert len(bases) == 1, bases
+    local = subprocess.run(["buildah", "images", "--json", "--no-trunc"], capture_output=True, text=True).stdout
+    assert bases[0]["id"] not in local
+    image = f"localhost/shlax-test-rdeb-{nonce}:latest"
+    assert read_in_builder(host, image, "/version").startswith("12.")
+
+    # cleaned like a local base (no .debs, no apt lists), owners kept (numeric: shadow's group)
+    ctr = builder_buildah(host, "from", "--pull=never", image).stdout.strip()
+    try:
+        mnt = Path(builder_buildah(host, "mount", ctr).stdout.strip())
+        assert [p.name for p in (mnt / "var/cache/apt/archives").iterdir()] == ["partial"]
+        assert not list((mnt / "var/lib/apt/lists").glob("*_*"))
+        assert (mnt / "etc/shadow").stat().st_gid == 42
+        assert (mnt / "bin/bash").exists()
+    finally:
+        builder_buildah(host, "rm", ctr)
+    # the .debs stay in the builder's download cache; nothing else is left there
+    debs = host.path(os.environ["SHLAX_CACHE_DIR"]) / "downloads/debootstrap/bookworm-native"
+    assert list(debs.glob("*.deb")), debs
+    assert remote_leftovers(host, nonce) == [] and builder_mounts(host) == []
+    assert not [c for c in builder_buildah(host, "containers", "--format", "{{.ContainerName}}").stdout.split()
+                if c.startswith("shlax-base-")]
+
+    again = shlax("run", str(recipe), "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert statuses(again.stdout) == ["cached"], again.stdout
+    assert not [e for e in events(again.stdout) if e["event"] == "info" and "debootstrap" in e["message"]]
+
+
+def test_builder_without_debootstrap_is_a_clear_error(tmp_path, shlax, nonce):
+    """A builder whose ssh sessions have no /usr/sbin on their PATH (sshd's SetEnv): buildah is
+    found there, debootstrap is not."""
+    with private_builder("SetEnv PATH=/usr/local/bin:/usr/bin:/bin\n") as (fleet, host):
+        proc = shlax("run", str(debootstrap_recipe(tmp_path, fleet, nonce)))
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "needs debootstrap on builder h1, which is not installed there" in proc.stderr, proc.stderr
+        assert "hint: on builder h1: apt-get install debootstrap" in proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert remote_temp_folders(host) == []
+
+
+def test_interrupted_remote_debootstrap_leaves_nothing_on_the_builder(builder, tmp_path, nonce):
+    """Ctrl-C while debootstrap configures packages there (its /proc mounted in the rootfs): the
+    command is stopped, the mounts are gone, the folder is removed."""
+    fleet, host = builder
+    recipe = debootstrap_recipe(tmp_path, fleet, nonce)
+    recipe.write_text(recipe.read_text().replace('"debootstrap:bookworm"', '"debootstrap:bookworm?include=less"'))
+    bases_before = base_images(host)
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "shlax_core", "run", str(recipe), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    mounted: list[str] = []
+    for line in proc.stdout:   # the second stage: packages being configured inside the rootfs
+        if "I: Configuring" in line:
+            mounted = builder_mounts(host)
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert any(m.endswith("/rootfs/proc") for m in mounted), mounted  # what the cleanup had to undo
+    assert builder_mounts(host) == []
+    assert remote_leftovers(host, nonce) == []
+    assert not subprocess.run(["pgrep", "-f", "shlax-remote-"], capture_output=True).stdout
+    assert base_images(host) == bases_before  # no half-built base

@@ -80,11 +80,14 @@ def _blocked() -> set[str]:
     return {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
 
 
-def entry_points(group: str) -> dict[str, list[EntryPoint]]:
-    """All entry points of a group by name, one per distinct distribution."""
+def entry_points(group: str, scanned: Any = None) -> dict[str, list[EntryPoint]]:
+    """All entry points of a group by name, one per distinct distribution. ``scanned``: the
+    result of one ``importlib.metadata.entry_points()`` to select from (each scan reads every
+    installed distribution's metadata: about 10 ms)."""
     found: dict[str, list[EntryPoint]] = {}
     blocked = _blocked()
-    for ep in importlib.metadata.entry_points(group=group):
+    selected = scanned.select(group=group) if scanned is not None else importlib.metadata.entry_points(group=group)
+    for ep in selected:
         dist = getattr(ep, "dist", None)
         dname = dist.metadata["Name"] if dist is not None else "?"
         version = dist.version if dist is not None else "0"
@@ -108,13 +111,16 @@ class Plugins:
         self.pm = pm or get_plugin_manager()
         self.extra = extra or {}
         self._eps: dict[str, dict[str, list[EntryPoint]]] = {}
+        self._scanned: Any = None
         self._loaded: dict[tuple[str, str], Any] = {}
         self._hooks_loaded = False
 
     # -- metadata (no import) -----------------------------------------------------------------
     def eps(self, kind: str) -> dict[str, list[EntryPoint]]:
         if kind not in self._eps:
-            self._eps[kind] = entry_points(GROUPS[kind])
+            if self._scanned is None:  # one scan per run serves every kind
+                self._scanned = importlib.metadata.entry_points()
+            self._eps[kind] = entry_points(GROUPS[kind], self._scanned)
         return self._eps[kind]
 
     def names(self, kind: str) -> list[str]:

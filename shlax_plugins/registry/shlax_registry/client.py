@@ -72,24 +72,21 @@ class Registry:
     def _url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
             return path
-        return f"{self.scheme()}://{self.host}{path}"
+        return f"{self._scheme or 'https'}://{self.host}{path}"
 
     def scheme(self) -> str:
         """https, or http when TLS verification is off and the registry speaks plain HTTP."""
         if self._scheme is None:
-            self._scheme = "https"
-            try:
-                self._send("GET", "/v2/", scope=None, ok=(200, 401))
-            except RegistryError as exc:
-                if self.tls_verify or not getattr(exc, "tls", False):
-                    self._scheme = None
-                    raise
-                self._scheme = "http"
-        return self._scheme
+            self._send("GET", "/v2/", scope=None, ok=(200, 401))
+        return self._scheme or "https"
 
     def _send(self, method: str, path: str, *, scope: Optional[str], data: Union[bytes, BinaryIO, None] = None,
               headers: Optional[dict[str, str]] = None, ok: tuple[int, ...] = (200,),
               retry_auth: bool = True) -> Any:
+        # the first request finds the scheme itself (no separate /v2/ probe: one round trip
+        # less): any HTTP answer over https settles https; a TLS failure with verification
+        # off settles plain http and sends the request again
+        probing = self._scheme is None and not path.startswith(("http://", "https://"))
         url = self._url(path)
         req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
         authz = self._authorization(scope)
@@ -98,6 +95,8 @@ class Registry:
         try:
             resp = self._opener.open(req, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
+            if probing:
+                self._scheme = "https"
             if exc.code in ok:
                 return exc
             if exc.code == 401 and retry_auth and self._challenge(exc.headers.get("WWW-Authenticate", ""), scope):
@@ -109,7 +108,15 @@ class Registry:
             reason = getattr(exc, "reason", exc)
             err = RegistryError(f"cannot reach the registry {self.host}: {reason}", unreachable=True)
             err.tls = isinstance(reason, ssl.SSLError) or "SSL" in str(reason)  # type: ignore[attr-defined]
+            if probing and err.tls and not self.tls_verify:  # type: ignore[attr-defined]
+                self._scheme = "http"
+                if hasattr(data, "seek"):
+                    data.seek(0)  # type: ignore[union-attr]
+                return self._send(method, path, scope=scope, data=data, headers=headers, ok=ok,
+                                  retry_auth=retry_auth)
             raise err from None
+        if probing:
+            self._scheme = "https"
         if resp.status not in ok:
             raise RegistryError(f"{method} {self.host}: unexpected HTTP {resp.status}", status=resp.status)
         return resp

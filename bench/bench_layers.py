@@ -24,6 +24,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import image_sweep  # noqa: E402  (what the rounds build is removed at the end)
+
 BUSYBOX = "localhost/shlax-test-busybox:latest"
 
 CONTAINERFILE = """FROM {base}
@@ -66,8 +70,9 @@ def ensure_base(base: str) -> None:
         subprocess.run(["sh", str(ROOT / "tests/images/busybox.sh"), base], check=True)
 
 
-def one_round(base: str, cache_dir: Path) -> dict[str, tuple[float, float]]:
+def one_round(base: str, cache_dir: Path, nonces: list[str]) -> dict[str, tuple[float, float]]:
     nonce = uuid.uuid4().hex[:12]
+    nonces.append(nonce)
     work = Path(tempfile.mkdtemp(prefix="shlax-bench-"))
     try:
         make_context(work, base, nonce)
@@ -93,7 +98,11 @@ def main() -> None:
     args = parser.parse_args()
     ensure_base(args.base)
     cache_dir = Path(tempfile.mkdtemp(prefix="shlax-bench-cache-"))
-    rounds = [one_round(args.base, cache_dir) for _ in range(args.rounds)]
+    started, nonces = time.time(), []
+    try:
+        rounds = [one_round(args.base, cache_dir, nonces) for _ in range(args.rounds)]
+    finally:
+        image_sweep.sweep_session(started, nonces, image_sweep.session_layers(cache_dir))
     print(f"layer cache, 3-step build on {args.base}, median of {args.rounds} rounds")
     print(f"{'case':<14}{'shlax':>10}{'buildah bud':>14}{'shlax/bud':>12}{'target':>9}")
     for case in rounds[0]:

@@ -37,7 +37,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fixtures_registry import start_registry, stop_registry  # noqa: E402
 from latency_proxy import LatencyProxy  # noqa: E402
 
+import image_sweep  # noqa: E402  (what the rounds build is removed at the end)
+
 BUSYBOX = "localhost/shlax-test-busybox:latest"
+NONCES: list[str] = []
 
 STEPS = [
     "echo {nonce} > /nonce",
@@ -90,6 +93,7 @@ class Store:
 def one_round(reg: str, far: str, base: str, work: Path, env: dict) -> dict[str, float]:
     """``reg``: the registry as the first machine reaches it; ``far``: as the second one does."""
     nonce = uuid.uuid4().hex[:12]
+    NONCES.append(nonce)
     shlax = [sys.executable, "-m", "shlax_core"]
     cache = f"{reg}/bench/shlax-{nonce}"
     budcache = f"{reg}/bench/bud-{nonce}"
@@ -141,8 +145,9 @@ def main() -> None:
     environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env = {**environ, "BUILDAH_ISOLATION": "chroot", "NO_COLOR": "1", "TMPDIR": str(work),
            "SHLAX_CACHE_DIR": str(work / "shlax-cache")}
+    started = time.time()
+    base = f"{reg.host}/bench/busybox:latest"
     try:
-        base = f"{reg.host}/bench/busybox:latest"
         subprocess.run(["buildah", "push", "-q", "--tls-verify=false", BUSYBOX, f"docker://{base}"], check=True)
         subprocess.run(["buildah", "pull", "-q", "--tls-verify=false", f"docker://{base}"], check=True,
                        capture_output=True)
@@ -151,6 +156,8 @@ def main() -> None:
     finally:
         if proxy:
             proxy.stop()
+        image_sweep.sweep_session(started, NONCES, image_sweep.session_layers(work / "shlax-cache"))
+        subprocess.run(["buildah", "rmi", base], capture_output=True)  # the pulled name, not the image
         stop_registry(reg)
         shutil.rmtree(work, ignore_errors=True)
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}

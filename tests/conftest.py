@@ -11,23 +11,37 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import pytest
+
+import image_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 BUSYBOX = "localhost/shlax-test-busybox:latest"
 DEBIAN = "localhost/shlax-test-debian:latest"
 
 
+#: every nonce handed out this session: images named with one are swept at its end
+NONCES: list[str] = []
+
+
 @pytest.fixture(scope="session", autouse=True)
-def shlax_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Each test session gets its own shlax state (stat cache, history, download caches)."""
+def shlax_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Each test session gets its own shlax state (stat cache, history, download caches), and
+    leaves the default image store as it found it (tests/image_sweep.py): what older runs left is
+    swept first, what this session made at its end."""
+    image_sweep.sweep_old(hours=2)
+    started = time.time()
     path = tmp_path_factory.mktemp("shlax-cache")
     os.environ["SHLAX_CACHE_DIR"] = str(path)
-    return path
+    try:
+        yield path
+    finally:
+        image_sweep.sweep_session(started, NONCES, image_sweep.session_layers(path))
 
 
 def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -79,7 +93,8 @@ def shlax():
 @pytest.fixture
 def nonce() -> str:
     """A unique string to put in a step so its layer is new to this machine's image store."""
-    return uuid.uuid4().hex[:12]
+    NONCES.append(uuid.uuid4().hex[:12])
+    return NONCES[-1]
 
 
 def events(stdout: str) -> list[dict]:

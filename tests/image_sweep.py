@@ -3,7 +3,7 @@
 Tests and benchmarks build hundreds of images: layers keyed by random nonces, final images,
 registry pulls. Left in the store, every later ``buildah`` call reads a bigger index, and CI, which
 runs on the same machine again and again, gets slower run after run (1,500 leftover images made
-``buildah bud`` of a 3-step file take 2.6 s instead of 1.2 s, and skewed every benchmark).
+``buildah bud`` of a 3-step file take 2.6 s instead of 0.9 s, and skewed every benchmark).
 
 Two sweeps, both safe when two test sessions share a machine:
 

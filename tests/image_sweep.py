@@ -84,22 +84,25 @@ def sweep_old(hours: float) -> int:
 
 
 def session_layers(cache_dir: Path) -> set[str]:
-    """Image IDs of the layers shlax runs recorded in a cache folder's usage file."""
+    """The layers shlax runs recorded in a cache folder's usage file: their image IDs and their
+    cache names (an entry's ID may be another store's, when one key was built in two stores)."""
     try:
         data = json.loads((cache_dir / "layers.json").read_text())
     except (OSError, ValueError):
         return set()
-    return {str(v["image"]) for v in data.values() if isinstance(v, dict) and v.get("image")}
+    found = {f"localhost/shlax-cache:{key}" for key in data}
+    return found | {str(v["image"]) for v in data.values() if isinstance(v, dict) and v.get("image")}
 
 
 def sweep_session(since: float, nonces: Iterable[str], layers: set[str]) -> int:
-    """Remove images made since ``since`` that carry one of ``nonces`` in a name, or whose ID is
-    one of ``layers`` (this session's own), bases excepted."""
+    """Remove images made since ``since`` that carry one of ``nonces`` in a name, or whose ID or
+    a name is one of ``layers`` (this session's own), bases excepted."""
     nonces = [n for n in nonces if n]
     doomed = []
     for image in listing():
         if image["created"] and image["created"] < since - 60 or kept(image["names"]):
             continue
-        if image["id"] in layers or any(n in name for name in image["names"] for n in nonces):
+        names = image["names"]
+        if image["id"] in layers or any(n in layers for n in names) or any(x in n for n in names for x in nonces):
             doomed.append(image["id"])
     return remove(doomed)

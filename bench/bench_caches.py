@@ -33,6 +33,9 @@ import time
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import image_sweep  # noqa: E402  (what the scenarios build is removed at the end)
+
 BASE = "localhost/shlax-bench-debian:latest"
 UNITS = {"B": 1, "kB": 1000, "KB": 1024, "MB": 1000 ** 2, "GB": 1000 ** 3}
 
@@ -139,13 +142,7 @@ class Bench:
                    "."], env=self.env, cwd=self.work / "bud", net=net)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--npm", action="store_true", help="add nodejs/npm and an npm project")
-    parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
-    args = parser.parse_args()
-    work = Path(args.keep or tempfile.mkdtemp(prefix="shlax-bench-caches-"))
-    b = Bench(work, args.npm)
+def run_scenarios(b: Bench, work: Path) -> list[tuple]:
     b.base()
     rows = []
     scenarios = [
@@ -164,6 +161,23 @@ def main() -> None:
                      d_time, d_proc.returncode, downloaded(d_proc.stdout + d_proc.stderr)))
         for label, proc in (("shlax", s_proc), ("bud", d_proc)):
             (work / f"{name}.{label}.log").write_text(proc.stdout + proc.stderr)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--npm", action="store_true", help="add nodejs/npm and an npm project")
+    parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    args = parser.parse_args()
+    work = Path(args.keep or tempfile.mkdtemp(prefix="shlax-bench-caches-"))
+    b = Bench(work, args.npm)
+    started = time.time()
+    try:
+        rows = run_scenarios(b, work)
+    finally:
+        subprocess.run(["buildah", "rmi", "localhost/shlax-bench-shlax", "localhost/shlax-bench-bud", BASE],
+                       capture_output=True)
+        image_sweep.sweep_session(started, [b.nonce], image_sweep.session_layers(work / "shlax-cache"))
     print(f"\nshlax vs buildah bud --layers (RUN --mount=type=cache), logs in {work}\n")
     print(f"{'scenario':<10} {'shlax':>8} {'ok':>3} {'downloaded':>11}   {'bud':>8} {'ok':>3} {'downloaded':>11}"
           f"   {'shlax/bud':>9}")

@@ -222,10 +222,13 @@ def test_scratch_base_with_copy_only(tmp_path, shlax, nonce):
 
 
 def test_interrupts_at_any_moment_leave_nothing(tmp_path, busybox_image, nonce):
-    """Ctrl-C lands anywhere: in a step, a commit, between steps. No working container survives."""
+    """Ctrl-C lands anywhere: in a step, a commit, between steps. No working container survives,
+    nor a temporary folder of shlax's or of an interrupted buildah (TMPDIR is this test's own)."""
     import random
 
-    env = {**os.environ, "NO_COLOR": "1"}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(scratch)}
     recipe = tmp_path / "shlax.toml"
     for n in range(6):
         recipe.write_text(textwrap.dedent(f"""
@@ -245,6 +248,7 @@ def test_interrupts_at_any_moment_leave_nothing(tmp_path, busybox_image, nonce):
         assert proc.returncode in (0, 130), out + err   # 0: it finished before the signal
         assert "Traceback" not in err
         assert working_containers(f"i{nonce}") == []
+        assert sorted(p.name for p in scratch.iterdir()) == []
 
 
 def _fast(stdout: str) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +256,12 @@ class BuildahBackend(ImageBackend):
         if self.remote is not None:
             self.remote.open(self.buildah.argv0)
             self.isolation = self.isolation or self.remote.isolation()
+            return
+        # buildah's own temporary files (``buildahNNN`` folders for run, add, commit) go in a
+        # folder of ours, removed at close: a buildah stopped by an interrupt cannot leave them
+        # in /var/tmp. Beside /var/tmp (or $TMPDIR), not in /tmp, which may be a small tmpfs.
+        self._tmp = tempfile.mkdtemp(prefix="shlax-buildah-", dir=os.environ.get("TMPDIR") or "/var/tmp")
+        self.buildah.env = {**os.environ, "TMPDIR": self._tmp}
 
     def close(self) -> None:
         try:
@@ -265,6 +273,9 @@ class BuildahBackend(ImageBackend):
         finally:
             if self.remote is not None:
                 self.remote.close()
+            tmp, self._tmp = getattr(self, "_tmp", None), None
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def run(self, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,
             workdir: Optional[str] = None, user: Optional[str] = None,

@@ -26,6 +26,9 @@ class Buildah:
     def __init__(self, root: Optional[str] = None, runroot: Optional[str] = None,
                  transport: Optional["SSHTransport"] = None):
         self.transport = transport
+        #: the environment of local buildah processes (None: shlax's own); the backend points
+        #: TMPDIR at a private folder it removes at close (see BuildahBackend.open)
+        self.env: Optional[dict[str, str]] = None
         if transport is None:
             exe = shutil.which("buildah")
             if exe is None:
@@ -47,7 +50,7 @@ class Buildah:
         """A short bookkeeping call; output captured."""
         argv = [*self.argv0, *args]
         if self.transport is None:
-            return process.quiet(argv, check=check, stdin=stdin)
+            return process.quiet(argv, check=check, stdin=stdin, env=self.env)
         res = process.quiet(self.transport.wrap(argv), check=False, stdin=stdin)
         res = Exec(argv, res.returncode, res.output, res.tail)  # show buildah's argv, not ssh's
         if not res.ok:
@@ -63,7 +66,8 @@ class Buildah:
         """A long call whose output is streamed to the reporter."""
         argv = [*self.argv0, *args]
         if self.transport is None:
-            return process.run(argv, output=output, check=check, capture=capture, display=display, env=env)
+            return process.run(argv, output=output, check=check, capture=capture, display=display,
+                               env=env if env is not None else self.env)
         res = process.run(self.transport.tracked(argv), output=output, check=False, capture=capture,
                           display=display if display is not None else argv, env=env)
         if not res.ok:

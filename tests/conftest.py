@@ -41,7 +41,14 @@ def shlax_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         yield path
     finally:
-        image_sweep.sweep_session(started, NONCES, image_sweep.session_layers(path))
+        # every cache folder of the session (tests that use one of their own too) is below basetemp
+        layers: set[str] = set()
+        try:
+            for usage in tmp_path_factory.getbasetemp().rglob("layers.json"):
+                layers |= image_sweep.session_layers(usage.parent)
+        except OSError:  # a folder removed while walking: sweep what was found
+            pass
+        image_sweep.sweep_session(started, NONCES, layers)
 
 
 def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -55,8 +55,6 @@ def downloaded(text: str) -> int:
         total += int(float(num.replace(",", "")) * UNITS[unit])
     for num, unit in re.findall(r"Downloading \S+ \(([\d.]+) (kB|MB|B)\)", text):
         total += int(float(num) * UNITS[unit])
-    for num in re.findall(r"added \d+ packages?.*", text):
-        pass
     return total
 
 

@@ -36,8 +36,10 @@ TEST_NAME = re.compile(r"^(localhost/shlax-cache:|127\.0\.0\.1:\d+/|localhost:\d
 def listing() -> list[dict[str, Any]]:
     """Every image: ``id``, ``names``, ``created`` (Unix time); empty when buildah cannot say."""
     proc = subprocess.run(["buildah", "images", "--all", "--json", "--no-trunc"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return []
     try:
-        images = json.loads(proc.stdout or "[]") or [] if proc.returncode == 0 else []
+        images = json.loads(proc.stdout or "[]") or []
     except ValueError:
         return []
     return [{"id": str(i.get("id", "")).removeprefix("sha256:"), "names": list(i.get("names") or []),

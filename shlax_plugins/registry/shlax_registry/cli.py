@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import click
 
+from shlax_core.cache_cli import human
 from shlax_core.errors import ShlaxError
 
 from shlax_registry.client import RegistryError
@@ -30,14 +31,6 @@ def _caches(only: tuple[str, ...]) -> dict[str, list[Path]]:
         except ShlaxError as exc:
             click.echo(f"note: {exc.message}", err=True)
     return out
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _with_store(where: str, tls_verify: bool, reading: bool, work: Callable[[Any], Any]) -> Any:
@@ -80,8 +73,8 @@ def export(where: str, only: tuple[str, ...], tls_verify: bool, replace: bool) -
     report = _with_store(where, tls_verify, False,
                          lambda store: downloads.export(caches, store, replace=replace,
                                                         log=lambda m: click.echo(m, err=True)))
-    click.echo(f"exported {report.files} files ({_human(report.bytes)}) of {', '.join(sorted(caches)) or 'no cache'} "
-               f"to {where}: {report.uploaded} blobs uploaded ({_human(report.uploaded_bytes)}), "
+    click.echo(f"exported {report.files} files ({human(report.bytes)}) of {', '.join(sorted(caches)) or 'no cache'} "
+               f"to {where}: {report.uploaded} blobs uploaded ({human(report.uploaded_bytes)}), "
                f"{report.skipped} already there, in {time.monotonic() - started:.1f}s")
 
 
@@ -99,6 +92,6 @@ def import_(where: str, only: tuple[str, ...], tls_verify: bool) -> None:
     report = _with_store(where, tls_verify, True, lambda store: downloads.import_(caches, store))
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
-    click.echo(f"imported {report.files} files ({_human(report.bytes)}) from {where}: {report.uploaded} written "
-               f"({_human(report.uploaded_bytes)} downloaded), {report.skipped} already up to date, "
+    click.echo(f"imported {report.files} files ({human(report.bytes)}) from {where}: {report.uploaded} written "
+               f"({human(report.uploaded_bytes)} downloaded), {report.skipped} already up to date, "
                f"in {time.monotonic() - started:.1f}s")

@@ -4,8 +4,9 @@ Users behind a TLS-intercepting proxy (and this project's own test bed) only bui
 managers in the container trust what the host trusts. The bundle is mounted read-only for the
 step and environment variables point at it; nothing is written to a layer.
 
-It lives in the core because it knows no package manager: cache plugins (apt, pip, npm, a third
-party's) call :func:`mounts` and :func:`env` from their own ``Cache.mounts``/``Cache.env``.
+It lives in the core because it knows no package manager: :class:`shlax_core.downloads.DownloadCache`
+adds :func:`mounts` and :func:`env` to every step that uses a download cache, so a cache plugin
+only names the variables its tool reads the bundle from (``ca_env``).
 """
 
 from __future__ import annotations

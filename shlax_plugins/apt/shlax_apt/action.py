@@ -1,62 +1,78 @@
-"""The ``apt`` action: install Debian/Ubuntu packages, from the host's apt cache when it can.
+"""The ``apt`` action and the ``apt`` download cache: Debian/Ubuntu packages, from the host's cache.
 
-In an image build the step sees the host's archives and lists for the image's release (see
-:mod:`shlax_apt.cache`): a rebuilt layer downloads only packages never seen before, runs
-``apt-get update`` only when the cached lists are older than ``update_max_age`` (or the image's
-sources changed), and with ``shlax run --offline`` installs from the cached archives alone.
-On host backends the step checks ``dpkg-query`` first and reports ``ok`` when every package is
-installed already.
+Image steps see the host's archives and lists for the image's release, mounted at apt's own paths
+(``<download cache>/apt/<ID>-<CODENAME>/{archives,lists}``), one build at a time per release:
+a rebuilt layer downloads only packages never seen before, ``apt-get update`` runs only when the
+cached lists are older than ``update_max_age`` (or the image's sources changed), and ``shlax run
+--offline`` installs from the cached archives alone. Image configurations that delete downloaded
+archives (Docker's ``docker-clean``) are hidden for the step under an empty file. Host backends
+check ``dpkg-query`` first and report ``ok`` when every package is installed already.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
-from shlax_core.actions import Action, StepContext
-from shlax_core.errors import StepFailed
+from shlax_core import trust
+from shlax_core.backends import Mount
+from shlax_core.downloads import DownloadCache
+from shlax_core.packaging import PackageAction, PackageParams
 from shlax_core.params import doc
 
-from shlax_apt.cache import IMAGE_OPTIONS, lists_age
-
 if TYPE_CHECKING:  # pragma: no cover
-    from shlax_apt.cache import AptCache
+    from shlax_core.actions import StepContext
 
-DEFAULT_MAX_AGE = "24h"
-MAX_AGE_ENV = "SHLAX_APT_MAX_AGE"
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9\-]+)?([=/][A-Za-z0-9.+~:\-]+)?$")
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+CONF_TARGET = "/run/shlax/apt.conf"
+#: apt options every image step gets: keep what was downloaded, write no binary cache into the layer,
+#: download as root (the mounted folders belong to the host's root, not to the image's _apt).
+IMAGE_OPTIONS = {"APT::Keep-Downloaded-Packages": "true", "Binary::apt::APT::Keep-Downloaded-Packages": "true",
+                 "Dir::Cache::pkgcache": "", "Dir::Cache::srcpkgcache": "", "APT::Sandbox::User": "root"}
 
 
-def parse_age(text: str) -> Optional[float]:
-    m = _AGE.match(text.lower())
-    return float(m.group(1)) * _AGE_UNITS[m.group(2)] if m else None
+class AptCache(DownloadCache):
+    """apt archives and lists on the host, per release (``debian-bookworm``, ``ubuntu-jammy``...)."""
+
+    paths = {"/var/cache/apt/archives": "archives", "/var/lib/apt/lists": "lists"}
+    per_release = True
+    sharing = "locked"  # apt locks its folders: two builds at once would fail
+    partial = ("partial/*",)
+    env_vars = {"DEBIAN_FRONTEND": "noninteractive"}
+    image_env = {"APT_CONFIG": CONF_TARGET}
+    sources = ("/etc/apt/sources.list", "/etc/apt/sources.list.d/*")
+    # image configs that delete the archives apt just downloaded (docker-clean and the like)
+    probe_script = r"grep -l -s -E 'rm .*archives/\*\.deb' /etc/apt/apt.conf.d/* || true"
+
+    def extra_mounts(self, ctx: "StepContext") -> Sequence[Mount]:
+        conf = self.lend_file("shlax-apt.conf", "".join(f'{k} "{v}";\n' for k, v in IMAGE_OPTIONS.items()))
+        empty = self.lend_file("empty.conf", "")
+        cleaners = [line for line in self.probe(ctx)[0] if line.startswith("/")]
+        return [Mount(str(conf), CONF_TARGET, readonly=True), *(Mount(str(empty), p, readonly=True) for p in cleaners)]
+
+    def prune_folder(self, folder: Path) -> list[Path]:
+        """Like ``apt-get autoclean``: archives superseded by a newer version of the same package."""
+        newest: dict[tuple[str, str], Path] = {}
+        doomed = []
+        for deb in sorted(folder.glob("*.deb"), key=lambda p: p.stat().st_mtime):
+            parts = deb.name[:-4].split("_")
+            if len(parts) == 3:
+                if (parts[0], parts[2]) in newest:
+                    doomed.append(newest[(parts[0], parts[2])])
+                newest[(parts[0], parts[2])] = deb
+        return doomed
 
 
 @dataclass
-class AptParams:
-    packages: list[str] = doc('packages to install, e.g. ["curl", "python3=3.11.2-1+b1"]', default_factory=list)
-    upgrade: bool = doc("upgrade the installed packages first (apt-get upgrade)", False)
+class AptParams(PackageParams):
     recommends: bool = doc("also install recommended packages (off by default: smaller images)", False)
-    update_max_age: Optional[str] = doc(
-        "run apt-get update only when the cached package lists are older than this (30m, 6h, 2d); "
-        f"default ${MAX_AGE_ENV} or {DEFAULT_MAX_AGE}; \"0s\" updates every time", None)
 
-    def validate(self) -> Optional[str]:
-        bad = [p for p in self.packages if not _PACKAGE.match(p)]
-        if bad:
-            return f"{bad[0]!r} is not a Debian package name (lower case, optionally =VERSION or /RELEASE)"
-        if not self.packages and not self.upgrade:
-            return "nothing to do: give packages and/or upgrade = true"
-        if self.update_max_age is not None and parse_age(self.update_max_age) is None:
-            return f"update_max_age {self.update_max_age!r} is not like 30m, 6h or 2d"
-        return None
+    pattern = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9\-]+)?([=/][A-Za-z0-9.+~:\-]+)?$")
+    what = "a Debian package name (lower case, optionally =VERSION or /RELEASE)"
 
 
-class Apt(Action):
+class Apt(PackageAction):
     """Install packages with apt-get, from the host's apt cache.
 
     Recommends are left out unless ``recommends = true``. Package lists are refreshed only when
@@ -66,148 +82,31 @@ class Apt(Action):
     """
 
     Params = AptParams
-    primary = "packages"
     caches = ("apt",)
+    update_cmd = ("apt-get", "update")
+    install_cmd = ("apt-get", "install", "-y", "-q")
+    upgrade_cmd = ("apt-get", "upgrade", "-y", "-q")
+    query_cmd = ("dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n", "--")
+    offline_flags = ("--no-download", "-o", "Acquire::Retries=0")
+    lists = ("/var/lib/apt/lists", "*Packages*")
+    fresh_glob = "*Release"
+    not_found = (r"^E: Unable to locate package (\S+)", r"^E: Package '([^']+)' has no installation candidate")
+    not_cached = r"--no-download|Can't find a source|Unable to fetch"
+    stale = r"404\s+Not Found|Unable to locate package|has no installation candidate|Unable to fetch some archives"
+    unchanged = r"^0 upgraded, 0 newly installed, 0 to remove"
+    update_errors = r"^(?:Err:|E:|W: Failed)"
+    error_line = r"^E: (.*)$"
 
-    def describe(self) -> str:
-        text = " ".join(self.params.packages)
-        text = text if len(text) <= 60 else text[:57] + "..."
-        return f"apt {'upgrade ' if self.params.upgrade else ''}{text}".rstrip()
-
-    def max_age(self) -> float:
-        text = self.params.update_max_age or os.environ.get(MAX_AGE_ENV) or DEFAULT_MAX_AGE
-        age = parse_age(text)
-        if age is None:
-            from shlax_core.errors import ShlaxError
-
-            raise ShlaxError(f"{MAX_AGE_ENV}={text!r} is not like 30m, 6h or 2d")
-        return age
-
-    # -- host backends: check first -----------------------------------------------------------
-    def check(self, ctx: StepContext) -> Optional[bool]:
-        if self.params.upgrade:
-            return None
-        names = [re.split(r"[=/]", p)[0] for p in self.params.packages]
-        result = ctx.run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n", *names],
-                         check=False, capture=True, quiet=True)
-        installed = {}
-        for line in result.output.splitlines():
-            parts = line.split("\t")
-            if len(parts) == 3 and parts[2].startswith("ii"):
-                installed[parts[0].split(":")[0]] = parts[1]
-        for spec, name in zip(self.params.packages, names):
-            if name.split(":")[0] not in installed:
-                return False
-            if "=" in spec and installed[name.split(":")[0]] != spec.split("=", 1)[1]:
-                return False
-        return True
-
-    # -- doing it -----------------------------------------------------------------------------
-    def options(self, ctx: StepContext) -> list[str]:
-        opts = ["-o", "DPkg::Lock::Timeout=600"]
+    def flags(self, ctx: "StepContext") -> list[str]:
+        opts = ["-o", "DPkg::Lock::Timeout=600", *super().flags(ctx)]
         if ctx.is_image:
-            for key, value in IMAGE_OPTIONS.items():
-                opts += ["-o", f"{key}={value}"]
-            if any(m.target.endswith("ca-certificates.crt") for m in ctx.mounts):
-                opts += ["-o", "Acquire::https::CAInfo=" + next(
-                    m.target for m in ctx.mounts if m.target.endswith("ca-certificates.crt"))]
-        if ctx.offline:
-            opts += ["-o", "Acquire::Retries=0"]
+            opts += [arg for key, value in IMAGE_OPTIONS.items() for arg in ("-o", f"{key}={value}")]
+            if any(m.target == trust.CA_TARGET for m in ctx.mounts):
+                opts += ["-o", f"Acquire::https::CAInfo={trust.CA_TARGET}"]
+        if not self.params.recommends:
+            opts += ["-o", "APT::Install-Recommends=false"]
         return opts
 
-    def needs_update(self, ctx: StepContext) -> bool:
-        """Are the package lists too old, or fetched for other sources than the image's?"""
-        max_age = self.max_age()
-        if ctx.is_image:
-            cache: AptCache = ctx.cache("apt")
-            lists = cache.release_dir(ctx) / "lists"
-            _, sources = cache.probe(ctx)
-            stamp = lists.parent / "update.stamp"
-            try:
-                same_sources = stamp.read_text().strip() == sources
-            except OSError:
-                same_sources = False
-            return not same_sources or lists_age(lists) >= max_age
-        minutes = max(1, int(max_age // 60))
-        found = ctx.run(["find", "/var/lib/apt/lists", "-maxdepth", "1", "-name", "*Release",
-                         "-mmin", f"-{minutes}"], check=False, capture=True, quiet=True)
-        return not found.output.strip()
-
-    def has_lists(self, ctx: StepContext) -> bool:
-        if ctx.is_image:
-            lists = ctx.cache("apt").release_dir(ctx) / "lists"
-            return any(lists.glob("*Packages*"))
-        found = ctx.run(["find", "/var/lib/apt/lists", "-maxdepth", "1", "-name", "*Packages*"],
-                        check=False, capture=True, quiet=True)
-        return bool(found.output.strip())
-
-    def update(self, ctx: StepContext) -> None:
-        result = ctx.run(["apt-get", "update", *self.options(ctx)], check=False, capture=True)
-        errors = [line for line in result.output.splitlines() if line.startswith(("Err:", "E:", "W: Failed"))]
-        if not result.ok:
-            raise StepFailed("apt-get update failed", argv=result.argv, returncode=result.returncode,
-                             tail=result.tail)
-        if ctx.is_image and not errors:
-            cache: AptCache = ctx.cache("apt")
-            stamp = cache.release_dir(ctx) / "update.stamp"
-            stamp.write_text(cache.probe(ctx)[1] + "\n")
-        elif errors:
-            ctx.log(f"apt-get update could not fetch every list ({len(errors)} errors): using what it has")
-
-    def apt_get(self, ctx: StepContext, *args: str):
-        argv = ["apt-get", *args, "-y", "-q", *self.options(ctx)]
-        if ctx.offline:
-            argv.insert(2, "--no-download")
-        return ctx.run(argv, check=False, capture=True)
-
-    def install_argv(self) -> list[str]:
-        args = ["install"]
-        if not self.params.recommends:
-            args.append("--no-install-recommends")
-        return args + list(self.params.packages)
-
-    def apply(self, ctx: StepContext) -> Optional[bool]:
-        updated = False
-        if not ctx.offline and self.needs_update(ctx):
-            self.update(ctx)
-            updated = True
-        elif ctx.offline and not self.has_lists(ctx):
-            raise StepFailed(f"offline, and the apt cache has no package lists for {self._release(ctx)}: "
-                             "run this recipe once with the network to fill it")
-        results = []
-        for args in ((["upgrade"] if self.params.upgrade else []),
-                     (self.install_argv() if self.params.packages else [])):
-            if not args:
-                continue
-            result = self.apt_get(ctx, *args)
-            if not result.ok and not updated and not ctx.offline and _stale_lists(result.output):
-                ctx.log("apt: the cached package lists look stale; running apt-get update and retrying")
-                self.update(ctx)
-                updated = True
-                result = self.apt_get(ctx, *args)
-            if not result.ok:
-                raise StepFailed(self._explain(ctx, result.output), argv=result.argv,
-                                 returncode=result.returncode, tail=result.tail)
-            results.append(result.output)
-        changed = any(not re.search(r"^0 upgraded, 0 newly installed, 0 to remove", out, re.M) for out in results)
-        return changed
-
-    def _release(self, ctx: StepContext) -> str:
-        facts = ctx.facts()
-        return f"{facts.get('ID', '?')} {facts.get('VERSION_CODENAME', '?')}"
-
-    def _explain(self, ctx: StepContext, output: str) -> str:
-        missing = re.findall(r"^E: Unable to locate package (\S+)", output, re.M)
-        missing += re.findall(r"^E: Package '([^']+)' has no installation candidate", output, re.M)
-        if missing:
-            return f"apt: no package named {', '.join(missing)} in {self._release(ctx)}"
-        if ctx.offline and re.search(r"--no-download|Can't find a source|Unable to fetch", output):
-            return ("offline: some packages are not in the apt cache (shlax cache ls shows it); "
-                    "run this recipe once with the network to download them")
-        errors = [line[3:] for line in output.splitlines() if line.startswith("E: ")]
-        return "apt-get failed: " + (errors[0] if errors else "see its output")
-
-
-def _stale_lists(output: str) -> bool:
-    return bool(re.search(r"404\s+Not Found|Unable to locate package|has no installation candidate|"
-                          r"Unable to fetch some archives", output))
+    def parse_installed(self, output: str) -> dict[str, set[str]]:
+        return {name: {version} for name, version, status in
+                (line.split("\t") for line in output.splitlines() if line.count("\t") == 2) if status.startswith("ii")}

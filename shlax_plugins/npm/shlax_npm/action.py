@@ -1,20 +1,49 @@
-"""The ``npm`` action: a project's dependencies (``npm ci`` / ``npm install``) or global packages.
+"""The ``npm`` action and the ``npm`` download cache: the host user's own npm cache.
 
-In image builds the user's npm cache is mounted (see :mod:`shlax_npm.cache`) and npm runs with
-``--prefer-offline``: what was seen before is not fetched again; ``--offline`` fetches nothing.
-On host backends ``npm ls`` checks first and the step reports ``ok`` when everything is there.
+npm's cache (``$npm_config_cache`` or ``~/.npm``) is content-addressed and safe to share, so image
+steps mount it with no lock and npm runs with ``--prefer-offline`` (``--offline`` with ``shlax run
+--offline``): what was seen before is not fetched again. Audit, fund and update checks are off
+(they always hit the network). On host backends ``npm ls`` checks first.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Sequence
 
 from shlax_core.actions import Action, StepContext
+from shlax_core.downloads import DownloadCache
 from shlax_core.errors import StepFailed
 from shlax_core.params import doc
-from shlax_core.process import Exec
+
+CACHE_TARGET = "/run/shlax/npm-cache"
+
+
+def host_npm_cache() -> Path:
+    env = os.environ.get("npm_config_cache") or os.environ.get("NPM_CONFIG_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".npm"
+
+
+class NpmCache(DownloadCache):
+    """The user's npm cache, shared with build containers (``npm cache verify`` collects its garbage)."""
+
+    ca_env = ("NODE_EXTRA_CA_CERTS", "npm_config_cafile")
+    env_vars = {"npm_config_audit": "false", "npm_config_fund": "false", "npm_config_update_notifier": "false",
+                "npm_config_prefer_offline": "true"}
+    image_env = {"npm_config_cache": CACHE_TARGET}
+    offline_env = {"npm_config_offline": "true"}
+
+    def folders(self) -> Sequence[Path]:
+        return [host_npm_cache()]
+
+    def owned(self) -> Sequence[Path]:
+        return []  # the user's own
+
+    def host_paths(self, ctx: StepContext) -> dict[str, Path]:
+        return {CACHE_TARGET: host_npm_cache()}
 
 
 @dataclass
@@ -31,9 +60,7 @@ class NpmParams:
         if self.dir and not self.dir.startswith("/"):
             return f"dir {self.dir!r} must be an absolute path in the target"
         bad = [p for p in self.packages if p.startswith("-")]
-        if bad:
-            return f"{bad[0]!r}: options are not packages"
-        return None
+        return f"{bad[0]!r}: options are not packages" if bad else None
 
 
 class Npm(Action):
@@ -48,23 +75,15 @@ class Npm(Action):
 
     def describe(self) -> str:
         p = self.params
-        parts = [f"in {p.dir}"] if p.dir else []
-        if p.packages:
-            parts.append("-g " + " ".join(p.packages))
-        return "npm " + ", ".join(parts)
+        return "npm " + ", ".join([*([f"in {p.dir}"] if p.dir else []), *(["-g " + " ".join(p.packages)] if p.packages else [])])
 
-    def _flags(self, ctx: StepContext) -> list[str]:
-        flags = ["--no-audit", "--no-fund"]
-        flags.append("--offline" if ctx.offline else "--prefer-offline")
-        if self.params.production:
-            flags.append("--omit=dev")
-        return flags
-
-    def _npm(self, ctx: StepContext, argv: list[str], workdir: Optional[str] = None) -> Exec:
-        result = ctx.run(argv, workdir=workdir, check=False, capture=True)
-        if result.ok:
-            return result
+    def npm(self, ctx: StepContext, *command: str, packages: Sequence[str] = (), workdir: Optional[str] = None) -> None:
+        flags = ["--no-audit", "--no-fund", "--offline" if ctx.offline else "--prefer-offline"]
+        result = ctx.run(["npm", *command, *flags, *(["--omit=dev"] if self.params.production else []), *packages],
+                         workdir=workdir, check=False, capture=True)
         out = result.output
+        if result.ok:
+            return
         if result.returncode == 127 or re.search(r"executable file .*not found|No such file or directory.*npm", out):
             message = "npm is not installed in the target: install nodejs and npm first (apt)"
         elif ctx.offline and re.search(r"ENOTCACHED|offline", out):
@@ -75,38 +94,29 @@ class Npm(Action):
             names = re.findall(r"'([^']+)' is not in (?:the npm registry|this registry)", out)
             message = f"npm: no package {', '.join(names) or '(see output)'} in the registry"
         else:
-            errs = [line for line in out.splitlines() if "ERR!" in line]
-            message = "npm failed: " + (errs[0].split("ERR!", 1)[1].strip() if errs else "see its output")
-        return _raise(message, result)
+            errs = [line.split("ERR!", 1)[1].strip() for line in out.splitlines() if "ERR!" in line]
+            message = "npm failed: " + (errs[0] if errs else "see its output")
+        raise StepFailed(message, argv=result.argv, returncode=result.returncode, tail=result.tail)
 
-    def has_file(self, ctx: StepContext, path: str) -> bool:
-        return ctx.run(["test", "-f", path], check=False, quiet=True).ok
+    def has_file(self, ctx: StepContext, *names: str) -> bool:
+        return any(ctx.run(["test", "-f", f"{self.params.dir.rstrip('/')}/{n}"], check=False, quiet=True).ok
+                   for n in names)
 
-    # -- host backends: check first -----------------------------------------------------------
     def check(self, ctx: StepContext) -> Optional[bool]:
         p = self.params
         if p.dir and not ctx.run(["npm", "ls", "--depth=0", "--prefix", p.dir], check=False, quiet=True).ok:
             return False
-        if p.packages:
-            names = [re.sub(r"(?<=.)@.*$", "", x) for x in p.packages]
-            if not ctx.run(["npm", "ls", "-g", "--depth=0", *names], check=False, quiet=True).ok:
-                return False
-        return True
+        names = [re.sub(r"(?<=.)@.*$", "", x) for x in p.packages]
+        return not names or ctx.run(["npm", "ls", "-g", "--depth=0", *names], check=False, quiet=True).ok
 
-    # -- doing it -----------------------------------------------------------------------------
     def apply(self, ctx: StepContext) -> Optional[bool]:
         p = self.params
         if p.dir:
-            if not self.has_file(ctx, f"{p.dir.rstrip('/')}/package.json"):
+            if not self.has_file(ctx, "package.json"):
                 raise StepFailed(f"no package.json in {p.dir} in the target: copy the project there first "
                                  f'(e.g. {{ copy = {{ src = "frontend/", dest = "{p.dir}" }} }})')
-            locked = any(self.has_file(ctx, f"{p.dir.rstrip('/')}/{name}")
-                         for name in ("package-lock.json", "npm-shrinkwrap.json"))
-            self._npm(ctx, ["npm", "ci" if locked else "install", *self._flags(ctx)], workdir=p.dir)
+            self.npm(ctx, "ci" if self.has_file(ctx, "package-lock.json", "npm-shrinkwrap.json") else "install",
+                     workdir=p.dir)
         if p.packages:
-            self._npm(ctx, ["npm", "install", "-g", *self._flags(ctx), *p.packages])
+            self.npm(ctx, "install", "-g", packages=p.packages)
         return True
-
-
-def _raise(message: str, result: Exec) -> Exec:
-    raise StepFailed(message, argv=result.argv, returncode=result.returncode, tail=result.tail)

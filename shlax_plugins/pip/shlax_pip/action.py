@@ -1,18 +1,17 @@
-"""The ``pip`` action: Python packages into a virtualenv or the system Python, offline when it can.
+"""The ``pip`` action and the ``pip`` download cache: Python packages, offline when they can be.
 
-Image builds go through the wheelhouse (see :mod:`shlax_pip.cache`):
+The cache is the host user's own pip cache (``$PIP_CACHE_DIR``, else ``$XDG_CACHE_HOME/pip``, else
+``~/.cache/pip``), shared with build containers, plus a wheelhouse (``<download cache>/pip/
+wheelhouse``) keeping a real wheel of every distribution a step installed: pip's HTTP cache
+depends on caching headers that proxies strip, the wheelhouse does not. Both are safe to share.
 
-1. ``pip install --no-index --find-links WHEELHOUSE ...``: everything seen before installs with
-   no index at all (skipped when ``prefer_offline = false``);
-2. when that lacks something (and the network is allowed): ``pip wheel --find-links WHEELHOUSE``
-   into a per-step folder resolves against the index, downloading only files the wheelhouse does
-   not hold yet (and the build requirements of local projects, so they build offline later); then
-   step 1 again with that folder too. When the step ends its new wheels are renamed into the
-   wheelhouse (concurrent builds never see half a file), except the recipe's own projects.
-
-Offline (``--offline``) only step 1 runs, and a requirement the wheelhouse lacks is named in the
-error. Only pip options that pip 20 already knew are used: the image's pip may be old.
-Host backends (local, SSH) check the installed distributions first and report ``ok``.
+Image builds: 1. ``pip install --no-index --find-links WHEELHOUSE``, everything seen before,
+no index at all (skipped with ``prefer_offline = false``); 2. when that lacks something, ``pip
+wheel --find-links WHEELHOUSE`` into a per-step folder resolves against the index, downloading
+only what the wheelhouse lacks (and local projects' build requirements, so they build offline
+later), then step 1 again with that folder; its new wheels join the wheelhouse by atomic
+renames, except the recipe's own projects. Offline only step 1 runs. Only options pip 20 knew are
+used. Host backends check the installed distributions first and report ``ok``.
 """
 
 from __future__ import annotations
@@ -23,21 +22,20 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
+from shlax_core import dirs
 from shlax_core.actions import Action, StepContext
 from shlax_core.backends import Mount
+from shlax_core.downloads import DownloadCache
 from shlax_core.errors import StepFailed
 from shlax_core.params import doc
 from shlax_core.process import Exec
 
-from shlax_pip.cache import WHEELHOUSE_TARGET, wheelhouse
+CACHE_TARGET, WHEELHOUSE_TARGET = "/run/shlax/pip-cache", "/run/shlax/wheelhouse"
+INCOMING_TARGET = "/run/shlax/wheels-incoming"  # where `pip wheel` writes; joins the wheelhouse after
 
-#: a per-step folder where ``pip wheel`` writes; its wheels join the wheelhouse when the step ends
-INCOMING_TARGET = "/run/shlax/wheels-incoming"
-
-# Reads a local project's name and build requirements in the target (they must be in the wheelhouse
-# for the project to build offline). A fixed script: paths arrive as arguments.
+# A local project's name and build requirements, read in the target (paths arrive as arguments).
 _BUILD_REQUIRES = r"""
 import os, sys
 try:
@@ -48,8 +46,7 @@ except ImportError:
     except ImportError:
         tomllib = None
 for path in sys.argv[1:]:
-    data = {}
-    conf = os.path.join(path, "pyproject.toml")
+    data, conf = {}, os.path.join(path, "pyproject.toml")
     if tomllib is not None and os.path.isfile(conf):
         with open(conf, "rb") as f:
             data = tomllib.load(f)
@@ -61,7 +58,6 @@ for path in sys.argv[1:]:
     for r in reqs:
         print("req " + r)
 """
-
 # Are these requirements installed (name and version specifier)? Exit 0 when all are.
 _SATISFIED = r"""
 import sys
@@ -71,18 +67,52 @@ try:
 except ImportError:
     from pip._vendor.packaging.requirements import Requirement
 missing = []
-for spec in sys.argv[1:]:
-    req = Requirement(spec)
+for req in map(Requirement, sys.argv[1:]):
     try:
-        version = metadata.version(req.name)
+        if req.specifier and not req.specifier.contains(metadata.version(req.name), prereleases=True):
+            missing.append(str(req))
     except metadata.PackageNotFoundError:
-        missing.append(spec)
-        continue
-    if req.specifier and not req.specifier.contains(version, prereleases=True):
-        missing.append(spec)
-print("\n".join(missing))
+        missing.append(str(req))
 sys.exit(1 if missing else 0)
 """
+
+
+def host_pip_cache() -> Path:
+    """The host user's pip cache folder, found the way pip finds it (environment, then XDG)."""
+    if os.environ.get("PIP_CACHE_DIR"):
+        return Path(os.environ["PIP_CACHE_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg).expanduser() / "pip" if xdg else Path.home() / ".cache" / "pip"
+
+
+def wheelhouse() -> Path:
+    return dirs.download_cache("pip") / "wheelhouse"
+
+
+def _stem(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+class PipCache(DownloadCache):
+    """The user's pip cache, shared with containers, and shlax's wheelhouse for offline installs.
+
+    ``run`` steps asking for it get ``PIP_CACHE_DIR``, ``PIP_FIND_LINKS`` and, offline, ``PIP_NO_INDEX``.
+    """
+
+    partial = (".*.tmp*",)
+    ca_env = ("PIP_CERT", "REQUESTS_CA_BUNDLE")
+    env_vars = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore"}
+    image_env = {"PIP_CACHE_DIR": CACHE_TARGET, "PIP_FIND_LINKS": WHEELHOUSE_TARGET}
+    offline_env = {"PIP_NO_INDEX": "1"}
+
+    def folders(self) -> Sequence[Path]:
+        return [wheelhouse(), host_pip_cache()]
+
+    def owned(self) -> Sequence[Path]:
+        return [wheelhouse()]  # the user's own pip cache is theirs: `pip cache purge` empties it
+
+    def host_paths(self, ctx: StepContext) -> dict[str, Path]:
+        return {CACHE_TARGET: host_pip_cache(), WHEELHOUSE_TARGET: wheelhouse()}
 
 
 def is_path(item: str) -> bool:
@@ -113,13 +143,11 @@ class PipParams:
                     "into the system Python (overrides Debian's PEP 668 'externally managed' refusal)")
         if self.venv and not self.venv.startswith("/"):
             return f"venv {self.venv!r} must be an absolute path in the target"
-        for item in [*self.packages, *self.requirements, *self.editable]:
-            if item.startswith("-"):
-                return f"{item!r}: options are not requirements; use the action's parameters"
-        for item in self.editable:
-            if not is_path(item):
-                return f"editable {item!r} must be a local path in the target (/app or ./app)"
-        return None
+        bad = [i for i in [*self.packages, *self.requirements, *self.editable] if i.startswith("-")]
+        if bad:
+            return f"{bad[0]!r}: options are not requirements; use the action's parameters"
+        bad = [i for i in self.editable if not is_path(i)]
+        return f"editable {bad[0]!r} must be a local path in the target (/app or ./app)" if bad else None
 
 
 class Pip(Action):
@@ -137,30 +165,17 @@ class Pip(Action):
 
     def describe(self) -> str:
         p = self.params
-        items = [*p.packages, *(f"-r {r}" for r in p.requirements), *(f"-e {e}" for e in p.editable)]
-        text = " ".join(items)
-        text = text if len(text) <= 50 else text[:47] + "..."
-        return f"pip {text} -> {p.venv or 'system'}"
+        text = " ".join([*p.packages, *(f"-r {r}" for r in p.requirements), *(f"-e {e}" for e in p.editable)])
+        return f"pip {text if len(text) <= 50 else text[:47] + '...'} -> {p.venv or 'system'}"
 
-    # -- pieces -------------------------------------------------------------------------------
     @property
     def python(self) -> str:
         return f"{self.params.venv.rstrip('/')}/bin/python" if self.params.venv else self.params.python
 
-    def pip(self) -> list[str]:
-        return [self.python, "-m", "pip"]
-
-    def env(self) -> dict[str, str]:
-        return {"PIP_BREAK_SYSTEM_PACKAGES": "1"} if self.params.system else {}
-
     def targets(self, editable: bool = True) -> list[str]:
         p = self.params
-        out = list(p.packages)
-        for r in p.requirements:
-            out += ["-r", r]
-        for e in p.editable:
-            out += ["-e", e] if editable else [e]
-        return out
+        return [*p.packages, *(a for r in p.requirements for a in ("-r", r)),
+                *(a for e in p.editable for a in (["-e", e] if editable else [e]))]
 
     def specs(self) -> list[str]:
         return [x for x in self.params.packages if not is_path(x)]
@@ -168,48 +183,44 @@ class Pip(Action):
     def local_paths(self) -> list[str]:
         return [x for x in self.params.packages if is_path(x)] + list(self.params.editable)
 
+    def has_python(self, ctx: StepContext) -> bool:
+        return ctx.run(["test", "-x", self.python], check=False, quiet=True).ok
+
     def ensure_venv(self, ctx: StepContext) -> bool:
         """Create the venv when missing; True when it had to."""
-        if not self.params.venv:
-            return False
-        if ctx.run(["test", "-x", self.python], check=False, quiet=True).ok:
+        if not self.params.venv or self.has_python(ctx):
             return False
         result = ctx.run([self.params.python, "-m", "venv", self.params.venv], check=False, capture=True)
         if not result.ok:
-            why = "install python3-venv first (apt)" if re.search(r"ensurepip|venv", result.output) else \
-                "see its output"
-            raise StepFailed(f"could not create the virtualenv {self.params.venv}: {why}",
-                             argv=result.argv, returncode=result.returncode, tail=result.tail)
+            why = "install python3-venv first (apt)" if re.search(r"ensurepip|venv", result.output) else "see its output"
+            raise _failed(f"could not create the virtualenv {self.params.venv}: {why}", result)
         return True
 
-    def _pip(self, ctx: StepContext, *args: str, mounts: tuple | list = ()) -> Exec:
-        result = ctx.run([*self.pip(), *args], env=self.env(), check=False, capture=True, mounts=mounts)
-        if not result.ok and re.search(r"No module named pip\b", result.output):
-            raise StepFailed(f"{self.python} has no pip: install python3-pip (apt) or use a venv",
-                             argv=result.argv, returncode=result.returncode, tail=result.tail)
-        if not result.ok and "externally-managed-environment" in result.output:
-            raise StepFailed("this Python is managed by the distribution (PEP 668): install into a venv, "
-                             "or set system = true to override", argv=result.argv,
-                             returncode=result.returncode, tail=result.tail)
-        return result
-
-    def _failed(self, result: Exec, offline: bool) -> StepFailed:
-        missing = re.findall(r"No matching distribution found for (\S+)", result.output)
-        if missing and offline:
-            message = (f"offline: {', '.join(missing)} is not in the pip wheelhouse ({wheelhouse()}): "
-                       "it was never installed with the network; run once online to fill the cache")
-        elif missing:
-            message = f"pip found no distribution for {', '.join(missing)}"
-        else:
-            errors = [line for line in result.output.splitlines() if line.startswith("ERROR:")]
-            message = "pip failed: " + (errors[0][7:] if errors else "see its output")
-        return StepFailed(message, argv=result.argv, returncode=result.returncode, tail=result.tail)
+    def pip(self, ctx: StepContext, *args: str, mounts: Sequence[Mount] = (), check: bool = True) -> Exec:
+        """Run pip; unless ``check`` is off, a failure raises StepFailed with what it means."""
+        env = {"PIP_BREAK_SYSTEM_PACKAGES": "1"} if self.params.system else {}
+        result = ctx.run([self.python, "-m", "pip", *args], env=env, check=False, capture=True, mounts=mounts)
+        out = result.output
+        if re.search(r"No module named pip\b", out):
+            raise _failed(f"{self.python} has no pip: install python3-pip (apt) or use a venv", result)
+        if "externally-managed-environment" in out:
+            raise _failed("this Python is managed by the distribution (PEP 668): install into a venv, "
+                          "or set system = true to override", result)
+        if result.ok or not check:
+            return result
+        missing = ", ".join(re.findall(r"No matching distribution found for (\S+)", out))
+        errors = [line[7:] for line in out.splitlines() if line.startswith("ERROR:")]
+        if missing and ctx.offline:
+            raise _failed(f"offline: {missing} is not in the pip wheelhouse ({wheelhouse()}): it was never "
+                          "installed with the network; run once online to fill the cache", result)
+        raise _failed(f"pip found no distribution for {missing}" if missing else
+                      "pip failed: " + (errors[0] if errors else "see its output"), result)
 
     # -- host backends: check first -----------------------------------------------------------
     def check(self, ctx: StepContext) -> Optional[bool]:
         if self.local_paths() or self.params.requirements:
             return None  # pip itself decides; apply reports ok when it installed nothing
-        if self.params.venv and not ctx.run(["test", "-x", self.python], check=False, quiet=True).ok:
+        if self.params.venv and not self.has_python(ctx):
             return False
         return ctx.run([self.python, "-c", _SATISFIED, *self.specs()], check=False, quiet=True).ok
 
@@ -217,94 +228,72 @@ class Pip(Action):
     def apply(self, ctx: StepContext) -> Optional[bool]:
         created = self.ensure_venv(ctx)
         if not ctx.is_image:
-            result = self._pip(ctx, "install", *(["--no-index"] if ctx.offline else []), *self.targets())
-            if not result.ok:
-                raise self._failed(result, ctx.offline)
+            result = self.pip(ctx, "install", *(["--no-index"] if ctx.offline else []), *self.targets())
             return created or "Successfully installed" in result.output
         offline_install = ["install", "--use-pep517", "--no-index", "--find-links", WHEELHOUSE_TARGET]
         if ctx.offline or (self.params.prefer_offline and not self.surely_missing()):
-            result = self._pip(ctx, *offline_install, *self.targets())
-            if result.ok:
+            if self.pip(ctx, *offline_install, *self.targets(), check=ctx.offline).ok:
                 return True
-            if ctx.offline:
-                raise self._failed(result, offline=True)
             ctx.log("pip: the wheelhouse lacks something; resolving against the index")
         incoming = Path(tempfile.mkdtemp(prefix="incoming-", dir=wheelhouse().parent))
-        for wheel in wheelhouse().glob("*.whl"):
-            # pip wheel reuses a file already in its --wheel-dir ("File was already downloaded")
-            # instead of downloading it again: hard links make the wheelhouse look like that dir
-            try:
-                os.link(wheel, incoming / wheel.name)
-            except OSError:
-                shutil.copy2(wheel, incoming / wheel.name)
-        built: dict[str, str] = {}
+        own: set[str] = set()
         try:
-            ctx_mount = Mount(str(incoming), INCOMING_TARGET)
-            built = self.fetch(ctx, ctx_mount)
-            # local projects install from the wheels just built: no second build
-            targets = [built.get(t, t) for t in self.targets()]
-            result = self._pip(ctx, *offline_install, "--find-links", INCOMING_TARGET, *targets,
-                               mounts=[ctx_mount])
+            for wheel in wheelhouse().glob("*.whl"):
+                # pip wheel reuses a file already in its --wheel-dir instead of downloading it again:
+                # hard links make the wheelhouse look like that dir
+                try:
+                    os.link(wheel, incoming / wheel.name)
+                except OSError:
+                    shutil.copy2(wheel, incoming / wheel.name)
+            mount = Mount(str(incoming), INCOMING_TARGET)
+            built = self.fetch(ctx, mount, own)
+            targets = [built.get(t, t) for t in self.targets()]  # local projects: the wheels just built
+            self.pip(ctx, *offline_install, "--find-links", INCOMING_TARGET, *targets, mounts=[mount])
         finally:
-            self.keep(incoming)
-        if not result.ok:
-            raise self._failed(result, offline=False)
+            keep(incoming, own)
         return True
 
     def surely_missing(self) -> bool:
-        """A requirement named in the recipe has no wheel at all in the wheelhouse (seen on the host).
-
-        Skips an install attempt that could only fail after building every local project.
-        """
+        """A requirement of the recipe has no wheel at all in the wheelhouse (seen on the host):
+        skips an install attempt that could only fail after building every local project."""
         have = {w.name.split("-", 1)[0].lower() for w in wheelhouse().glob("*.whl")}
         for spec in self.specs():
             m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([<>=!~;]|$)", spec)
-            if m and re.sub(r"[-_.]+", "_", m.group(1)).lower() not in have:
+            if m and _stem(m.group(1)) not in have:
                 return True
         return False
 
-    def fetch(self, ctx: StepContext, incoming: Mount) -> dict[str, str]:
-        """``pip wheel`` every requirement (and local projects' build requirements) into ``incoming``.
-
-        Files the wheelhouse holds are taken from it (``--find-links``), not downloaded. Returns
-        {local path: its freshly built wheel (path in the target)} for non-editable local projects.
-        """
-        names: list[str] = []
-        build_reqs: list[str] = []
-        paths = self.local_paths()
+    def fetch(self, ctx: StepContext, incoming: Mount, own: set[str]) -> dict[str, str]:
+        """``pip wheel`` every requirement (and local projects' build requirements) into ``incoming``,
+        taking what the wheelhouse holds from it; adds the local projects' names to ``own``.
+        Returns {local path: its fresh wheel in the target} for non-editable local projects."""
+        names, build_reqs, paths = [], [], self.local_paths()
         if paths:
             out = ctx.run([self.python, "-c", _BUILD_REQUIRES, *paths], check=False, capture=True, quiet=True)
-            for line in out.output.splitlines():
-                kind, _, value = line.partition(" ")
-                if kind == "name":
-                    names.append(value)
-                elif kind == "req" and value:
-                    build_reqs.append(value)
-        result = self._pip(ctx, "wheel", "--use-pep517", "--wheel-dir", INCOMING_TARGET,
-                           "--find-links", WHEELHOUSE_TARGET, *self.targets(editable=False),
-                           *dict.fromkeys(build_reqs), mounts=[incoming])
-        self._local_names = {re.sub(r"[-_.]+", "_", n).lower() for n in names if n}
-        built: dict[str, str] = {}
-        editable = set(self.params.editable)
+            for kind, _, value in (line.partition(" ") for line in out.output.splitlines()):
+                {"name": names, "req": build_reqs}.get(kind, []).append(value)
+        own.update(_stem(n) for n in names if n)
+        self.pip(ctx, "wheel", "--use-pep517", "--wheel-dir", INCOMING_TARGET, "--find-links", WHEELHOUSE_TARGET,
+                 *self.targets(editable=False), *dict.fromkeys(filter(None, build_reqs)), mounts=[incoming])
+        built = {}
         for path, name in zip(paths, names):
-            stem = re.sub(r"[-_.]+", "_", name).lower()
-            fresh = [w for w in Path(incoming.source).glob("*.whl") if name and w.name.lower().startswith(stem + "-")]
-            if len(fresh) == 1 and path not in editable:
+            fresh = [w for w in Path(incoming.source).glob("*.whl") if name and w.name.lower().startswith(_stem(name) + "-")]
+            if len(fresh) == 1 and path not in self.params.editable:
                 built[path] = f"{INCOMING_TARGET}/{fresh[0].name}"
-        if not result.ok:
-            raise self._failed(result, offline=False)
         return built
 
-    def keep(self, incoming: Path) -> None:
-        """Move the new wheels into the wheelhouse (atomic renames: concurrent readers never see half
-        a file), except the recipe's own projects, which change under the same version."""
-        own = getattr(self, "_local_names", set())
-        try:
-            for wheel in incoming.glob("*.whl"):
-                if wheel.name.split("-", 1)[0].lower() in own:
-                    continue
-                target = wheelhouse() / wheel.name
-                if not target.exists():
-                    os.replace(wheel, target)
-        finally:
-            shutil.rmtree(incoming, ignore_errors=True)
+
+def keep(incoming: Path, own: set[str]) -> None:
+    """Move new wheels into the wheelhouse (atomic renames: concurrent readers never see half a
+    file), except the recipe's own projects, which change under the same version."""
+    try:
+        for wheel in incoming.glob("*.whl"):
+            target = wheelhouse() / wheel.name
+            if wheel.name.split("-", 1)[0].lower() not in own and not target.exists():
+                os.replace(wheel, target)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+
+
+def _failed(message: str, result: Exec) -> StepFailed:
+    return StepFailed(message, argv=result.argv, returncode=result.returncode, tail=result.tail)

@@ -139,9 +139,13 @@ class PackageAction(Action):
                 out.append(spec)
         return out
 
+    def query(self, names: Sequence[str]) -> list[str]:
+        """The query's argv: ``query_cmd`` and the names (a manager that lists all overrides it)."""
+        return [*self.query_cmd, *names]
+
     def installed(self, ctx: StepContext) -> dict[str, set[str]]:
         names = list(dict.fromkeys(self.split(p)[0] for p in self.params.packages))
-        result = ctx.run([*self.query_cmd, *names], check=False, capture=True, quiet=True)
+        result = ctx.run(self.query(names), check=False, capture=True, quiet=True)
         return {k.split(":")[0]: v for k, v in self.parse_installed(result.output).items()}
 
     # -- host backends: check first -----------------------------------------------------------

@@ -15,7 +15,8 @@ Two sweeps, both safe when two test sessions share a machine:
   ``hours`` ago (2 in conftest: far longer than a session) whose names all look like a test's (layer-cache tags, a nonce of 12 or more hex
   digits, a test registry on loopback) or that have no name.
 
-Bases worth keeping between runs (``localhost/shlax-base:*``, the busybox and Debian test images,
+Bases worth keeping between runs (``localhost/shlax-base:*``, the busybox and Debian test images
+(and the Debian ones with dnf or pacman),
 the demo's image) are never removed, nor an image with any name that does not look like a test's:
 a developer's own images survive. Images still used by a container are left alone (no --force).
 """
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-KEEP = re.compile(r"^localhost/(shlax-base|shlax-test-busybox|shlax-test-debian|shlax-example):")
+KEEP = re.compile(r"^localhost/(shlax-base|shlax-test-busybox|shlax-test-debian(-dnf|-pacman)?|shlax-example):")
 TEST_NAME = re.compile(r"^(localhost/shlax-cache:|127\.0\.0\.1:\d+/|localhost:\d+/)|[0-9a-f]{12}")
 
 

@@ -238,8 +238,8 @@ class DownloadCache(Cache):
         return out
 
     def owned(self) -> Sequence[Path]:
-        """The folders prune may touch: shlax's own, never a user's cache it only borrows."""
-        return self.folders()
+        """The folders prune may touch (not per release): shlax's own, never a user's cache it borrows."""
+        return [self.root() / sub for sub in self.paths.values()] if self.paths else list(self.folders())
 
     def prune_folder(self, folder: Path) -> list[Path]:
         """Files of one host folder no longer worth keeping (superseded versions...)."""

@@ -4,7 +4,7 @@ Entry-point groups (names are the words users type in recipes):
 
 - ``shlax.actions``  -> an :class:`~shlax_core.actions.Action` subclass
 - ``shlax.backends`` -> a :class:`~shlax_core.backends.Backend` subclass
-- ``shlax.caches``   -> a :class:`~shlax_core.caches.Cache` subclass
+- ``shlax.caches``   -> a :class:`~shlax_core.downloads.Cache` subclass
 - ``shlax.commands`` -> a module implementing ``shlax_register_commands``
 - ``shlax.hooks``    -> a module of hook implementations, registered for every run
 

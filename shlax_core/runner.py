@@ -19,7 +19,7 @@ from shlax_core import __version__
 from shlax_core.actions import Action, StepContext
 from shlax_core.backends import Backend, ImageBackend
 from shlax_core.cache import history, keys
-from shlax_core.errors import Interrupted, ShlaxError, StepFailed, Unreachable
+from shlax_core.errors import Interrupted, ShlaxError, StepFailed, Unreachable, place
 from shlax_core.params import canonical
 from shlax_core.recipe import Recipe
 from shlax_core.resolve import Resolved, resolve
@@ -94,8 +94,7 @@ class Runner:
         self._fast: Optional[dict[str, Any]] = {"guards": {}, "images": []} if plain else None
         fastpath.forget(self.recipe.path, list(names))
         # fleets expand now, so a bad inventory is an error before anything runs
-        self._instances = {id(r): r.backend_cls.expand(r.backend_params, self.recipe.dir)
-                           for r in resolved if not issubclass(r.backend_cls, ImageBackend)}
+        self._instances = {id(r): self._expand(r) for r in resolved if not issubclass(r.backend_cls, ImageBackend)}
         for error in self.session.plugins.load_hooks():
             self.reporter.warning(f"{error.message} (skipped)")
         started = time.monotonic()
@@ -126,6 +125,13 @@ class Runner:
         self.reporter.emit("run_end", status=status, elapsed=time.monotonic() - started,
                            recap=[vars(x) for x in self.results], recap_lines=self._recap_lines())
         return code
+
+    def _expand(self, r: Resolved) -> list[tuple[str, Any]]:
+        """A host target's machines; an inventory mistake names its file:line (see ``place``)."""
+        try:
+            return r.backend_cls.expand(r.backend_params, self.recipe.dir)
+        except ShlaxError as exc:
+            raise place(exc, self.recipe.locate, r.target.path) from None
 
     def _recap_lines(self) -> list[str]:
         """The fleet recap: one row per host (shown when a run reached several hosts or one failed)."""
@@ -315,7 +321,7 @@ class Runner:
     def _hosts(self, r: Resolved, plan: bool, jobs: int, fail_fast: bool) -> list[HostResult]:
         """A host target's machines, ``jobs`` at a time. A failing or unreachable host never stops
         the others, unless ``fail_fast``: then hosts not yet started are skipped."""
-        instances = self._instances.get(id(r)) or r.backend_cls.expand(r.backend_params, self.recipe.dir)
+        instances = self._instances.get(id(r)) or self._expand(r)
         stop = threading.Event() if fail_fast else None
         if len(instances) == 1:
             label, params = instances[0]

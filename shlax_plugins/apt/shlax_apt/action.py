@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from shlax_core.actions import Action, StepContext
 from shlax_core.errors import StepFailed
@@ -45,14 +45,15 @@ class AptParams:
         "run apt-get update only when the cached package lists are older than this (30m, 6h, 2d); "
         f"default ${MAX_AGE_ENV} or {DEFAULT_MAX_AGE}; \"0s\" updates every time", None)
 
-    def validate(self) -> Optional[str]:
-        bad = [p for p in self.packages if not _PACKAGE.match(p)]
-        if bad:
-            return f"{bad[0]!r} is not a Debian package name (lower case, optionally =VERSION or /RELEASE)"
+    def validate(self) -> Any:
+        for i, package in enumerate(self.packages):
+            if not _PACKAGE.match(package):
+                return (f"packages[{i}]",
+                        f"{package!r} is not a Debian package name (lower case, optionally =VERSION or /RELEASE)")
         if not self.packages and not self.upgrade:
             return "nothing to do: give packages and/or upgrade = true"
         if self.update_max_age is not None and parse_age(self.update_max_age) is None:
-            return f"update_max_age {self.update_max_age!r} is not like 30m, 6h or 2d"
+            return "update_max_age", f"update_max_age {self.update_max_age!r} is not like 30m, 6h or 2d"
         return None
 
 

@@ -24,6 +24,7 @@ from shlax_core.params import canonical
 from shlax_core.recipe import Recipe
 from shlax_core.resolve import Resolved, resolve
 from shlax_core.session import Session
+from shlax_core.status import Status
 
 
 @dataclass
@@ -80,11 +81,15 @@ class Runner:
         self.results: list[HostResult] = []
         self._instances: dict[int, list[tuple[str, Any]]] = {}
         self._abort = threading.Event()
+        #: user errors only running could reveal (a base missing offline, a host's own problem):
+        #: each failed its step like a command would, and the run exits 2
+        self.user_errors: list[ShlaxError] = []
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self, names: tuple[str, ...] | list[str] = (), *, plan: bool = False, jobs: int = 10,
             fail_fast: bool = False) -> int:
-        """Returns the exit code: 0 all succeeded, 1 a step or host failed, 130 interrupted."""
+        """Returns the exit code: 0 all succeeded, 1 a step or host failed, 2 a user error surfaced
+        while running (see ``user_errors``), 130 interrupted."""
         resolved = resolve(self.recipe, names, self.session)  # every user error surfaces here
         from shlax_core import fastpath
 
@@ -116,12 +121,12 @@ class Runner:
         finally:
             self.session.save()
         if code == 0 and any(x.status != "success" for x in self.results):
-            code = 1
+            code = 2 if self.user_errors else 1
         if code == 0 and self._fast is not None and self._fast["images"] and all(
                 issubclass(r.backend_cls, ImageBackend) for r in resolved):
             fastpath.save(self.recipe.path, self.recipe.source.encode(), list(names),
                           self._fast["images"], self._fast["guards"])
-        status = {0: "success", 1: "failed", 130: "interrupted"}[code]
+        status = {0: "success", 1: "failed", 2: "failed", 130: "interrupted"}[code]
         self.reporter.emit("run_end", status=status, elapsed=time.monotonic() - started,
                            recap=[vars(x) for x in self.results], recap_lines=self._recap_lines())
         return code
@@ -178,15 +183,29 @@ class Runner:
                            path=action.step.path, **extra)
 
     def _failed(self, where: dict[str, Any], index: int, total: int, action: Action, exc: BaseException,
-                started: float, status: str = "failed") -> None:
-        error: dict[str, Any] = {"message": getattr(exc, "message", str(exc))}
-        if isinstance(exc, StepFailed):
-            error.update(argv=exc.argv, returncode=exc.returncode, tail=exc.tail)
+                started: float, status: str = Status.FAILED) -> None:
         self._step_event("step_end", where, index, total, action, status=status,
-                         elapsed=time.monotonic() - started, error=error)
+                         elapsed=time.monotonic() - started, error=self._error(exc, action.step.path))
         self.session.hook.shlax_step_finish(target=self.recipe.targets[where["target"]], step=action.step,
                                             host=where["host"],
                                             status=status, elapsed=time.monotonic() - started)
+
+    def _error(self, exc: BaseException, path: str) -> dict[str, Any]:
+        """A step_end's ``error``: a failed command's argv, exit code and tail; a user error's
+        location (its key under ``path``, the step or target it came from) and hint (and the run
+        will exit 2)."""
+        error: dict[str, Any] = {"message": getattr(exc, "message", str(exc))}
+        if isinstance(exc, StepFailed):
+            error.update(argv=exc.argv, returncode=exc.returncode, tail=exc.tail)
+        elif isinstance(exc, ShlaxError):
+            place(exc, self.recipe.locate, path)
+            with self.reporter.lock:
+                self.user_errors.append(exc)
+            if exc.where:
+                error["message"] = f"{exc.where}: {exc.message}"
+            if exc.hint:
+                error["hint"] = exc.hint
+        return error
 
     # -- image targets -------------------------------------------------------------------------
     def _image(self, r: Resolved, plan: bool) -> HostResult:
@@ -276,23 +295,19 @@ class Runner:
             self._remember_fast(r, backend, result.image, [*step_keys, final_key])
             self.reporter.emit("target_end", **where, summary=summary, image=result.image,
                                elapsed=time.monotonic() - started)
-        except StepFailed as exc:
+        except (StepFailed, ShlaxError) as exc:  # a user error mid-build ends the target like a failure
             result.status = "failed"
             if action is not None:
                 self._failed(where, index, total, action, exc, step_started)
             else:
                 self.reporter.emit("step_end", **where, index=0, total=total, step="prepare",
-                                   status="failed", elapsed=0,
-                                   error={"message": exc.message, "argv": exc.argv,
-                                          "returncode": exc.returncode, "tail": exc.tail})
+                                   status=Status.FAILED, elapsed=0, error=self._error(exc, target.path))
             self.reporter.emit("target_end", **where, summary="failed, nothing committed for the failed step",
                                elapsed=time.monotonic() - started)
         except (KeyboardInterrupt, Interrupted):
             result.status = "interrupted"
             self.reporter.emit("warning", message="interrupted: removing the working container; "
                                                   "layers committed so far are kept for the next run")
-            raise
-        except ShlaxError:
             raise
         finally:
             with shielded():
@@ -355,12 +370,10 @@ class Runner:
         self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan)
         try:
             backend.open()
-        except StepFailed as exc:
-            result.status = "unreachable" if isinstance(exc, Unreachable) else "failed"
+        except (StepFailed, ShlaxError) as exc:
+            result.status = Status.UNREACHABLE if isinstance(exc, Unreachable) else Status.FAILED
             self.reporter.emit("step_end", **where, index=0, total=total, step="connect", status=result.status,
-                               elapsed=time.monotonic() - started,
-                               error={"message": exc.message, "argv": exc.argv, "returncode": exc.returncode,
-                                      "tail": exc.tail})
+                               elapsed=time.monotonic() - started, error=self._error(exc, target.path))
             self.reporter.emit("target_end", **where, summary=result.status, status=result.status,
                                elapsed=time.monotonic() - started)
             with shielded():
@@ -403,12 +416,11 @@ class Runner:
                                                     status=status, elapsed=elapsed)
             if result.status == "success" and not plan:
                 result.image = backend.complete()
-        except StepFailed as exc:  # complete() failed (e.g. podman commit)
+        except (StepFailed, ShlaxError) as exc:  # complete() failed (e.g. podman commit)
             result.status = "failed"
-            self.reporter.emit("step_end", **where, index=total, total=total, step="complete", status="failed",
-                               elapsed=time.monotonic() - started,
-                               error={"message": exc.message, "argv": exc.argv, "returncode": exc.returncode,
-                                      "tail": exc.tail})
+            self.reporter.emit("step_end", **where, index=total, total=total, step="complete",
+                               status=Status.FAILED, elapsed=time.monotonic() - started,
+                               error=self._error(exc, target.path))
         except (KeyboardInterrupt, Interrupted):
             result.status = "interrupted"
             raise

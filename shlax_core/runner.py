@@ -225,9 +225,9 @@ class Runner:
             parent = keys.base_key(backend.base_key())
             parts: list[dict[str, Any]] = []
             for a in r.actions:
-                part = {"parent": parent, "action": a.name, "version": a.version,
+                part = {"parent": parent, "action": a.name, "version": a.key_version(),
                         "params": canonical(a.params), "inputs": dict(a.inputs(self.session))}
-                parent = keys.step_key(parent, a.name, a.version, part["params"], part["inputs"])
+                parent = keys.step_key(parent, a.name, part["version"], part["params"], part["inputs"])
                 part["key"] = parent
                 parts.append(part)
             final_key = keys.step_key(parent, "image-config", r.backend_cls.version or __version__,

@@ -39,6 +39,10 @@ CASES: list[tuple[str, dict[str, Union[str, bytes]], list[str], str, list[str]]]
      {"recipe.toml": '[targets.t]\nbackend = "local"\nsteps = [\n  MARK\n  { copy = {\n    src = "a.txt",\n'
                      '    dest = "relative/x",\n  } },\n]\n', "a.txt": "a\n"},
      ["run", "recipe.toml"], "recipe.toml:7", ["dest 'relative/x' must be an absolute path"]),
+    ("sub-table-of-an-array-of-tables-step",
+     {"recipe.toml": '[targets.t]\nbackend = "local"\n\n[[targets.t.steps]]\nrun = ["touch", "ran"]\n\n'
+                     '[[targets.t.steps]]\n[targets.t.steps.copy]\nsrc = "a.txt"\ndest = "relative"\n', "a.txt": "a\n"},
+     ["run", "recipe.toml"], "recipe.toml:10", ["dest 'relative' must be an absolute path"]),
     ("unused-step-list-bad-parameter",
      {"recipe.toml": '[steps]\nunused = [\n  { run = ["true"] },\n  { run = ["true"], wrkdir = "/" },\n]\n\n'
                      + LOCAL},

@@ -30,14 +30,26 @@ class Action:
     - ``primary``: the parameter a non-table value fills: ``{ apt = ["curl"] }`` is
       ``{ apt = { packages = ["curl"] } }`` when ``primary = "packages"``.
     - ``caches``: names of download caches (``shlax.caches`` entry points) the action mounts.
+    - ``cache_version``: what goes into the step key instead of the distribution's version. A
+      step's key holds the version of the code that made the layer, so a new release of the
+      plugin rebuilds every step using it; an author who sets ``cache_version = "1"`` and bumps
+      it only when the action's *results* change (another command, another file layout) lets
+      users upgrade without rebuilding, and can develop without bumping anything (use
+      ``--no-cache`` while results change). Left None, the distribution's version is used.
     """
 
     Params: ClassVar[type] = NoParams
     primary: ClassVar[Optional[str]] = None
     caches: ClassVar[Sequence[str]] = ()
+    cache_version: ClassVar[Optional[str]] = None
     #: set by the plugin loader from the entry point
     name: ClassVar[str] = ""
     version: ClassVar[str] = ""
+
+    @classmethod
+    def key_version(cls) -> str:
+        """The version that goes into this action's step keys (see ``cache_version``)."""
+        return cls.version if cls.cache_version is None else f"cache_version {cls.cache_version}"
 
     def __init__(self, params: Any, step: "Step", recipe: "Recipe"):
         self.params = params

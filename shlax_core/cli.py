@@ -63,10 +63,13 @@ def _run(recipe_file: Optional[str], targets: tuple[str, ...], plan: bool, json_
 
     recipe = recipe_mod.load(recipe_file)
     session = _session(json_mode, recipe_dir=recipe.dir, buffer_hosts=jobs > 1, **options)
+    runner = Runner(recipe, session)
     try:
-        code = Runner(recipe, session).run(targets, plan=plan, jobs=jobs, fail_fast=fail_fast)
+        code = runner.run(targets, plan=plan, jobs=jobs, fail_fast=fail_fast)
     finally:
         session.reporter.close()
+    if code == ShlaxError.exit_code and runner.user_errors:  # exit 2 always says why on stderr
+        click.echo(f"shlax: error: {runner.user_errors[0]}", err=True)
     sys.exit(code)
 
 

@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 
 class ShlaxError(Exception):
     """An error the user can fix: printed as one clear message, exit code 2.
 
-    ``where`` is ``file:line`` (or just a file, or a key path) and ``hint`` says what to do.
+    ``where`` is ``file:line`` (or just a file) and ``hint`` says what to do. Code that knows
+    which key is wrong but not the file it came from (a backend's ``expand``, an action's
+    ``prepare``) gives ``key``, relative to the table it was handed (``hosts[1]``, ``base``):
+    the core turns it into ``file:line`` with the recipe's locator (:func:`place`).
     """
 
     exit_code = 2
 
-    def __init__(self, message: str, *, where: Optional[str] = None, hint: Optional[str] = None):
+    def __init__(self, message: str, *, where: Optional[str] = None, hint: Optional[str] = None,
+                 key: Optional[str] = None):
         super().__init__(message)
         self.message = message
         self.where = where
         self.hint = hint
+        self.key = key
 
     def __str__(self) -> str:
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+def place(exc: ShlaxError, locate: Callable[[str], str], path: str) -> ShlaxError:
+    """Give an error without a location the nearest one: its ``key`` under ``path`` (the key path
+    of the table the raising code was handed), else ``path`` itself. Returns ``exc``."""
+    if exc.where is None:
+        exc.where = locate(f"{path}.{exc.key}" if exc.key else path)
+    return exc
 
 
 class RecipeError(ShlaxError):

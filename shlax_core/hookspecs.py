@@ -26,7 +26,8 @@ hookimpl = pluggy.HookimplMarker("shlax")
 
 @hookspec
 def shlax_step_start(target: "Target", step: "Step", host: str) -> None:
-    """A step is about to run or be checked.
+    """A step is about to run (image targets) or be checked (host targets). Cached image steps
+    and plans of image targets do not start.
 
     :param target: the target being built or applied.
     :param step: the step, with its action name, parameters and recipe location.
@@ -36,9 +37,12 @@ def shlax_step_start(target: "Target", step: "Step", host: str) -> None:
 
 @hookspec
 def shlax_step_finish(target: "Target", step: "Step", host: str, status: str, elapsed: float) -> None:
-    """A step has ended.
+    """A step has ended: on image targets every step, cached ones included (``shlax plan``
+    calls it only for host targets); not when the no-op fast path answers, which loads no plugin.
 
-    :param status: one of ``cached``, ``done``, ``ok``, ``changed``, ``failed``, ``skipped``.
+    :param status: a :class:`shlax_core.status.Status` (a ``str``): ``cached``, ``done`` (image
+        targets), ``ok``, ``changed``, ``change`` (host targets; ``change`` in a plan),
+        ``failed``, ``unreachable``.
     :param elapsed: seconds spent on the step.
     """
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from shlax_core.params import doc
 
@@ -20,9 +20,9 @@ class ImageConfig:
     labels: dict[str, str] = doc("OCI labels", default_factory=dict)
     ports: list[str] = doc('exposed ports, e.g. ["8000/tcp"]', default_factory=list)
 
-    def validate(self) -> Optional[str]:
-        for port in self.ports:
+    def validate(self) -> Any:
+        for i, port in enumerate(self.ports):
             number, _, proto = port.partition("/")
             if not number.isdigit() or not 0 < int(number) < 65536 or proto not in ("", "tcp", "udp", "sctp"):
-                return f"port {port!r} is not PORT or PORT/tcp|udp|sctp"
+                return f"ports[{i}]", f"port {port!r} is not PORT or PORT/tcp|udp|sctp"
         return None

@@ -66,7 +66,9 @@ class _Scanner:
         parts = []
         while True:
             self.skip_ws(False)
-            if self.peek() in ('"', "'"):
+            if self.peek() == '"':  # a basic string: its escapes mean what tomllib makes of them
+                parts.append(_unescape(self.string()))
+            elif self.peek() == "'":
                 parts.append(self.string())
             else:
                 m = _BARE.match(self.s, self.i)
@@ -129,6 +131,17 @@ class _Scanner:
             while self.i < len(self.s) and self.s[self.i] not in ",]}\n#":
                 self.adv()
 
+    def resolve(self, parts: list[str], line: int) -> str:
+        """The key path of a table header's keys: a key naming an array of tables means its
+        latest element (``[t.s.sub]`` after ``[[t.s]]`` is ``t.s[N].sub``). Records each prefix."""
+        path = ""
+        for part in parts:
+            path = f"{path}.{part}" if path else part
+            self.record(path, line)
+            if path in self.aot:
+                path = f"{path}[{self.aot[path]}]"
+        return path
+
     def run(self) -> dict[str, int]:
         table: list[str] = []
         while True:
@@ -138,7 +151,9 @@ class _Scanner:
             line = self.line
             if self.peek(2) == "[[":
                 self.adv(2)
-                name = ".".join(self.key())
+                key = self.key()
+                parent = self.resolve(key[:-1], line)
+                name = f"{parent}.{key[-1]}" if parent else (key[-1] if key else "")
                 n = self.aot.get(name, -1) + 1
                 self.aot[name] = n
                 table = [f"{name}[{n}]"]
@@ -148,9 +163,7 @@ class _Scanner:
             elif self.peek() == "[":
                 self.adv()
                 key = self.key()
-                table = [".".join(key)] if key else []
-                for n in range(1, len(key) + 1):
-                    self.record(".".join(key[:n]), line)
+                table = [self.resolve(key, line)] if key else []
                 self.adv()
             else:
                 key = self.key()
@@ -164,6 +177,18 @@ class _Scanner:
                 if self.peek() == "=":
                     self.adv()
                 self.value(".".join(full))
+
+
+def _unescape(raw: str) -> str:
+    """A basic string's escapes (``\\"``, ``\\u0061``...) decoded, as the parser does."""
+    if "\\" not in raw:
+        return raw
+    try:
+        from shlax_core.tomlfile import tomllib
+
+        return tomllib.loads(f'k = "{raw}"')["k"]
+    except Exception:
+        return raw
 
 
 class Locator:

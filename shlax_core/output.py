@@ -20,15 +20,11 @@ import time
 from collections import deque
 from typing import IO, Any, Optional
 
-STATUS_WORDS = {
-    "cached": "CACHED", "run": "RUN", "done": "DONE", "failed": "FAILED", "ok": "OK",
-    "changed": "CHANGED", "skipped": "SKIPPED", "check": "CHECK", "change": "CHANGE",
-    "unreachable": "UNREACHABLE",
-}
-STATUS_STYLE = {
-    "cached": "cyan", "run": "yellow", "done": "green", "failed": "bold red", "ok": "green",
-    "changed": "yellow", "skipped": "dim", "check": "dim", "change": "yellow", "unreachable": "bold red",
-}
+from shlax_core.status import Status
+
+#: a step's status -> the word printed and its live-view style (one definition: shlax_core.status)
+STATUS_WORDS = {s.value: s.word for s in Status}
+STATUS_STYLE = {s.value: s.style for s in Status}
 
 
 def fmt_time(seconds: float) -> str:
@@ -85,6 +81,8 @@ def _failure_lines(d: dict[str, Any]) -> list[str]:
     err = d.get("error") or {}
     if err.get("message"):
         lines.append(f"    error: {err['message']}")
+    if err.get("hint"):
+        lines.append(f"    hint: {err['hint']}")
     if err.get("argv"):
         lines.append(f"    command: {' '.join(_quote(a) for a in err['argv'])}")
     if err.get("returncode") is not None:

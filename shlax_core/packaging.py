@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Sequence
 
 from shlax_core.actions import Action, StepContext
 from shlax_core.downloads import parse_age
@@ -53,14 +53,15 @@ class PackageParams:
     pattern: ClassVar[re.Pattern] = PACKAGE
     what: ClassVar[str] = "a package name (letters, digits, +._@-, optionally =VERSION)"
 
-    def validate(self) -> Optional[str]:
-        bad = [p for p in self.packages if not self.pattern.match(p)]
-        if bad:
-            return f"{bad[0]!r} is not {self.what}"
+    def validate(self) -> Any:
+        """A message, or (key, message) to point at that key's line."""
+        for i, package in enumerate(self.packages):
+            if not self.pattern.match(package):
+                return f"packages[{i}]", f"{package!r} is not {self.what}"
         if not self.packages and not self.upgrade:
             return "nothing to do: give packages and/or upgrade = true"
         if self.update_max_age is not None and parse_age(self.update_max_age) is None:
-            return f"update_max_age {self.update_max_age!r} is not like 30m, 6h or 2d"
+            return "update_max_age", f"update_max_age {self.update_max_age!r} is not like 30m, 6h or 2d"
         return None
 
 

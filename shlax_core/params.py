@@ -50,10 +50,10 @@ def type_name(tp: Any) -> str:
         return "nothing"
     if origin in (list, tuple):
         args = typing.get_args(tp)
-        return f"list of {type_name(args[0])}s" if args else "list"
+        return f"list of {_plural(args[0])}" if args else "list"
     if origin is dict:
         args = typing.get_args(tp)
-        return f"table of {type_name(args[1])}s" if args else "table"
+        return f"table of {_plural(args[1])}" if args else "table"
     if dataclasses.is_dataclass(tp):
         return "table"
     if origin is typing.Literal:
@@ -61,6 +61,13 @@ def type_name(tp: Any) -> str:
     if origin is Union or origin is UnionType:
         return " or ".join(type_name(a) for a in typing.get_args(tp) if a is not type(None))
     return getattr(tp, "__name__", str(tp))
+
+
+def _plural(tp: Any) -> str:
+    """``strings``; ``strings or tables`` for a union (not ``string or tables``)."""
+    if typing.get_origin(tp) in (Union, UnionType):
+        return " or ".join(_plural(a) for a in typing.get_args(tp) if a is not type(None))
+    return type_name(tp) + "s"
 
 
 def _value_name(value: Any) -> str:

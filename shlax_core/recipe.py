@@ -24,19 +24,14 @@ the selected targets only (:mod:`shlax_core.resolve`).
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from shlax_core import tomlfile
 from shlax_core.errors import RecipeError
 from shlax_core.locate import Locator
 from shlax_core.params import closest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 DEFAULT_FILE = "shlax.toml"
 TOP_KEYS = ("steps", "targets")
@@ -85,6 +80,11 @@ class Target:
     path: str
     where: str
     description: str = ""
+    locate: Optional[Locator] = field(repr=False, default=None)
+
+    def where_of(self, key: str) -> str:
+        """``file:line`` of one of this target's keys (``base``, ``hosts[1]``), for backends' errors."""
+        return self.locate(f"{self.path}.{key}") if self.locate is not None else self.where
 
 
 @dataclass
@@ -138,28 +138,15 @@ def find(path: Optional[str]) -> Path:
 def load(path: Optional[str]) -> Recipe:
     """Parse and structurally validate a recipe; imports no plugin."""
     p = find(path)
-    shown = str(Path(path) if path else Path(DEFAULT_FILE))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise RecipeError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", where=shown) from None
-    return parse(text, p, shown)
+    # the name as the user typed it, with shlax.toml added when they named a directory
+    typed = Path(path) if path else Path(DEFAULT_FILE)
+    shown = str(typed / DEFAULT_FILE if typed.is_dir() else typed)
+    return parse(tomlfile.read(p, shown, "recipe"), p, shown)
 
 
 def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
     shown = shown or str(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
-        where = f"{shown}:{m.group(1)}:{m.group(2)}" if m else shown
-        if not m and "(at end of document)" in msg:  # e.g. an unclosed array: point at the end
-            lines = text.splitlines() or [""]
-            where = f"{shown}:{len(lines)}:{len(lines[-1]) + 1}"
-        msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
-        raise RecipeError(f"TOML syntax error: {msg}", where=where,
-                          hint="see https://toml.io for the syntax") from None
+    data = tomlfile.loads(text, shown)
     loc = Locator(shown, text)
     for key in data:
         if key not in TOP_KEYS:
@@ -203,7 +190,7 @@ def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
         description = raw.get("description", "")
         if not isinstance(description, str):
             raise RecipeError(f"{tpath}.description must be a string", where=loc(f"{tpath}.description"))
-        targets[name] = Target(name, backend, options, steps, tpath, loc(tpath), description)
+        targets[name] = Target(name, backend, options, steps, tpath, loc(tpath), description, loc)
     # named lists must be valid even when no target uses them: check `use` references now
     for name, items in step_lists.items():
         _expand(items, step_lists, loc, (name,))

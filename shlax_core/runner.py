@@ -19,11 +19,12 @@ from shlax_core import __version__
 from shlax_core.actions import Action, StepContext
 from shlax_core.backends import Backend, ImageBackend
 from shlax_core.cache import history, keys
-from shlax_core.errors import Interrupted, ShlaxError, StepFailed, Unreachable
+from shlax_core.errors import Interrupted, ShlaxError, StepFailed, Unreachable, place
 from shlax_core.params import canonical
 from shlax_core.recipe import Recipe
 from shlax_core.resolve import Resolved, resolve
 from shlax_core.session import Session
+from shlax_core.status import Status
 
 
 @dataclass
@@ -80,11 +81,15 @@ class Runner:
         self.results: list[HostResult] = []
         self._instances: dict[int, list[tuple[str, Any]]] = {}
         self._abort = threading.Event()
+        #: user errors only running could reveal (a base missing offline, a host's own problem):
+        #: each failed its step like a command would, and the run exits 2
+        self.user_errors: list[ShlaxError] = []
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self, names: tuple[str, ...] | list[str] = (), *, plan: bool = False, jobs: int = 10,
             fail_fast: bool = False) -> int:
-        """Returns the exit code: 0 all succeeded, 1 a step or host failed, 130 interrupted."""
+        """Returns the exit code: 0 all succeeded, 1 a step or host failed, 2 a user error surfaced
+        while running (see ``user_errors``), 130 interrupted."""
         resolved = resolve(self.recipe, names, self.session)  # every user error surfaces here
         from shlax_core import fastpath
 
@@ -94,8 +99,7 @@ class Runner:
         self._fast: Optional[dict[str, Any]] = {"guards": {}, "images": []} if plain else None
         fastpath.forget(self.recipe.path, list(names))
         # fleets expand now, so a bad inventory is an error before anything runs
-        self._instances = {id(r): r.backend_cls.expand(r.backend_params, self.recipe.dir)
-                           for r in resolved if not issubclass(r.backend_cls, ImageBackend)}
+        self._instances = {id(r): self._expand(r) for r in resolved if not issubclass(r.backend_cls, ImageBackend)}
         for error in self.session.plugins.load_hooks():
             self.reporter.warning(f"{error.message} (skipped)")
         started = time.monotonic()
@@ -117,15 +121,22 @@ class Runner:
         finally:
             self.session.save()
         if code == 0 and any(x.status != "success" for x in self.results):
-            code = 1
+            code = 2 if self.user_errors else 1
         if code == 0 and self._fast is not None and self._fast["images"] and all(
                 issubclass(r.backend_cls, ImageBackend) for r in resolved):
             fastpath.save(self.recipe.path, self.recipe.source.encode(), list(names),
                           self._fast["images"], self._fast["guards"])
-        status = {0: "success", 1: "failed", 130: "interrupted"}[code]
+        status = {0: "success", 1: "failed", 2: "failed", 130: "interrupted"}[code]
         self.reporter.emit("run_end", status=status, elapsed=time.monotonic() - started,
                            recap=[vars(x) for x in self.results], recap_lines=self._recap_lines())
         return code
+
+    def _expand(self, r: Resolved) -> list[tuple[str, Any]]:
+        """A host target's machines; an inventory mistake names its file:line (see ``place``)."""
+        try:
+            return r.backend_cls.expand(r.backend_params, self.recipe.dir)
+        except ShlaxError as exc:
+            raise place(exc, self.recipe.locate, r.target.path) from None
 
     def _recap_lines(self) -> list[str]:
         """The fleet recap: one row per host (shown when a run reached several hosts or one failed)."""
@@ -172,15 +183,29 @@ class Runner:
                            path=action.step.path, **extra)
 
     def _failed(self, where: dict[str, Any], index: int, total: int, action: Action, exc: BaseException,
-                started: float, status: str = "failed") -> None:
-        error: dict[str, Any] = {"message": getattr(exc, "message", str(exc))}
-        if isinstance(exc, StepFailed):
-            error.update(argv=exc.argv, returncode=exc.returncode, tail=exc.tail)
+                started: float, status: str = Status.FAILED) -> None:
         self._step_event("step_end", where, index, total, action, status=status,
-                         elapsed=time.monotonic() - started, error=error)
+                         elapsed=time.monotonic() - started, error=self._error(exc, action.step.path))
         self.session.hook.shlax_step_finish(target=self.recipe.targets[where["target"]], step=action.step,
                                             host=where["host"],
                                             status=status, elapsed=time.monotonic() - started)
+
+    def _error(self, exc: BaseException, path: str) -> dict[str, Any]:
+        """A step_end's ``error``: a failed command's argv, exit code and tail; a user error's
+        location (its key under ``path``, the step or target it came from) and hint (and the run
+        will exit 2)."""
+        error: dict[str, Any] = {"message": getattr(exc, "message", str(exc))}
+        if isinstance(exc, StepFailed):
+            error.update(argv=exc.argv, returncode=exc.returncode, tail=exc.tail)
+        elif isinstance(exc, ShlaxError):
+            place(exc, self.recipe.locate, path)
+            with self.reporter.lock:
+                self.user_errors.append(exc)
+            if exc.where:
+                error["message"] = f"{exc.where}: {exc.message}"
+            if exc.hint:
+                error["hint"] = exc.hint
+        return error
 
     # -- image targets -------------------------------------------------------------------------
     def _image(self, r: Resolved, plan: bool) -> HostResult:
@@ -200,9 +225,9 @@ class Runner:
             parent = keys.base_key(backend.base_key())
             parts: list[dict[str, Any]] = []
             for a in r.actions:
-                part = {"parent": parent, "action": a.name, "version": a.version,
+                part = {"parent": parent, "action": a.name, "version": a.key_version(),
                         "params": canonical(a.params), "inputs": dict(a.inputs(self.session))}
-                parent = keys.step_key(parent, a.name, a.version, part["params"], part["inputs"])
+                parent = keys.step_key(parent, a.name, part["version"], part["params"], part["inputs"])
                 part["key"] = parent
                 parts.append(part)
             final_key = keys.step_key(parent, "image-config", r.backend_cls.version or __version__,
@@ -270,23 +295,19 @@ class Runner:
             self._remember_fast(r, backend, result.image, [*step_keys, final_key])
             self.reporter.emit("target_end", **where, summary=summary, image=result.image,
                                elapsed=time.monotonic() - started)
-        except StepFailed as exc:
+        except (StepFailed, ShlaxError) as exc:  # a user error mid-build ends the target like a failure
             result.status = "failed"
             if action is not None:
                 self._failed(where, index, total, action, exc, step_started)
             else:
                 self.reporter.emit("step_end", **where, index=0, total=total, step="prepare",
-                                   status="failed", elapsed=0,
-                                   error={"message": exc.message, "argv": exc.argv,
-                                          "returncode": exc.returncode, "tail": exc.tail})
+                                   status=Status.FAILED, elapsed=0, error=self._error(exc, target.path))
             self.reporter.emit("target_end", **where, summary="failed, nothing committed for the failed step",
                                elapsed=time.monotonic() - started)
         except (KeyboardInterrupt, Interrupted):
             result.status = "interrupted"
             self.reporter.emit("warning", message="interrupted: removing the working container; "
                                                   "layers committed so far are kept for the next run")
-            raise
-        except ShlaxError:
             raise
         finally:
             with shielded():
@@ -315,7 +336,7 @@ class Runner:
     def _hosts(self, r: Resolved, plan: bool, jobs: int, fail_fast: bool) -> list[HostResult]:
         """A host target's machines, ``jobs`` at a time. A failing or unreachable host never stops
         the others, unless ``fail_fast``: then hosts not yet started are skipped."""
-        instances = self._instances.get(id(r)) or r.backend_cls.expand(r.backend_params, self.recipe.dir)
+        instances = self._instances.get(id(r)) or self._expand(r)
         stop = threading.Event() if fail_fast else None
         if len(instances) == 1:
             label, params = instances[0]
@@ -349,12 +370,10 @@ class Runner:
         self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan)
         try:
             backend.open()
-        except StepFailed as exc:
-            result.status = "unreachable" if isinstance(exc, Unreachable) else "failed"
+        except (StepFailed, ShlaxError) as exc:
+            result.status = Status.UNREACHABLE if isinstance(exc, Unreachable) else Status.FAILED
             self.reporter.emit("step_end", **where, index=0, total=total, step="connect", status=result.status,
-                               elapsed=time.monotonic() - started,
-                               error={"message": exc.message, "argv": exc.argv, "returncode": exc.returncode,
-                                      "tail": exc.tail})
+                               elapsed=time.monotonic() - started, error=self._error(exc, target.path))
             self.reporter.emit("target_end", **where, summary=result.status, status=result.status,
                                elapsed=time.monotonic() - started)
             with shielded():
@@ -397,12 +416,11 @@ class Runner:
                                                     status=status, elapsed=elapsed)
             if result.status == "success" and not plan:
                 result.image = backend.complete()
-        except StepFailed as exc:  # complete() failed (e.g. podman commit)
+        except (StepFailed, ShlaxError) as exc:  # complete() failed (e.g. podman commit)
             result.status = "failed"
-            self.reporter.emit("step_end", **where, index=total, total=total, step="complete", status="failed",
-                               elapsed=time.monotonic() - started,
-                               error={"message": exc.message, "argv": exc.argv, "returncode": exc.returncode,
-                                      "tail": exc.tail})
+            self.reporter.emit("step_end", **where, index=total, total=total, step="complete",
+                               status=Status.FAILED, elapsed=time.monotonic() - started,
+                               error=self._error(exc, target.path))
         except (KeyboardInterrupt, Interrupted):
             result.status = "interrupted"
             raise

@@ -325,8 +325,9 @@ class Project:
             recipe = recipe_mod.load(str(self.path))
             session = Session(self.plugins(), reporter, offline=offline, no_cache=no_cache,
                               recipe_dir=recipe.dir, options=options)
-            code = Runner(recipe, session).run(targets, plan=plan)
-            error = None
+            runner = Runner(recipe, session)
+            code = runner.run(targets, plan=plan)
+            error = runner.user_errors[0] if code == ShlaxError.exit_code and runner.user_errors else None
         except ShlaxError as exc:
             code, error = exc.exit_code, exc
         return Result(code, reporter.events, self.recorder.calls[first:], error)

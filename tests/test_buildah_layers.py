@@ -134,12 +134,23 @@ def test_failing_step_commits_nothing_and_leaves_nothing(tmp_path, shlax, busybo
     assert statuses(again.stdout) == ["cached", "cached", "failed"]
 
 
+def _default_sigint() -> None:
+    """The child starts with SIGINT's default disposition even when pytest runs as a background
+    job (which starts with SIGINT ignored): otherwise Python installs no handler and a Ctrl-C
+    never lands."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_cleans_up_and_keeps_layers(tmp_path, busybox_image, nonce, sig):
-    recipe = write(tmp_path, busybox_image, nonce, third="echo started; sleep 60")
+    # the step's shell carries the nonce in its command line (a comment), so looking for it finds
+    # this test's process only, never another test's or another user's `sleep`
+    forever = f"echo started; while :; do sleep 1; done # {nonce}"
+    recipe = write(tmp_path, busybox_image, nonce, third=forever)
     env = {**os.environ, "NO_COLOR": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "shlax_core", "run", str(recipe), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
     assert proc.stdout is not None
     for line in proc.stdout:   # wait until the third step is really running
         if '"started"' in line:
@@ -150,9 +161,9 @@ def test_interrupt_cleans_up_and_keeps_layers(tmp_path, busybox_image, nonce, si
     assert "Traceback" not in err
     assert working_containers(f"t{nonce}") == []
     assert leftover_mounts() == []
-    assert not subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).stdout
+    assert not subprocess.run(["pgrep", "-f", f"done # {nonce}"], capture_output=True).stdout
     # the next run reuses the layers committed before the interruption
-    recipe.write_text(recipe.read_text().replace("sleep 60", "true"))
+    recipe.write_text(recipe.read_text().replace(forever, "true"))
     again = subprocess.run([sys.executable, "-m", "shlax_core", "run", str(recipe), "--json"],
                            capture_output=True, text=True, env=env)
     assert statuses(again.stdout) == ["cached", "cached", "done"]
@@ -223,9 +234,16 @@ def test_scratch_base_with_copy_only(tmp_path, shlax, nonce):
 
 def test_interrupts_at_any_moment_leave_nothing(tmp_path, busybox_image, nonce):
     """Ctrl-C lands anywhere: in a step, a commit, between steps. No working container survives,
-    nor a temporary folder of shlax's or of an interrupted buildah (TMPDIR is this test's own)."""
+    nor a temporary folder of shlax's or of an interrupted buildah (TMPDIR is this test's own).
+
+    The moments are random but reproducible: the seed is printed (and shown on failure), and
+    ``SHLAX_TEST_SEED=N`` replays them. The last step never ends on its own, so every run is
+    still going when its signal comes: exit 130 proves the interrupt landed."""
     import random
 
+    seed = int(os.environ.get("SHLAX_TEST_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"SHLAX_TEST_SEED={seed}")
+    rng = random.Random(seed)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(scratch)}
@@ -237,18 +255,23 @@ def test_interrupts_at_any_moment_leave_nothing(tmp_path, busybox_image, nonce):
             steps = [
               {{ run = ["sh", "-c", "echo {nonce}-{n}; sleep 0.5"] }},
               {{ run = ["sh", "-c", "sleep 0.5"] }},
-              {{ run = ["sh", "-c", "sleep 0.5"] }},
+              {{ run = ["sh", "-c", "while :; do sleep 1; done # {nonce}"] }},
             ]
         """))
         proc = subprocess.Popen([sys.executable, "-m", "shlax_core", "run", str(recipe)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(random.uniform(0.3, 3.0))
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_default_sigint)
+        delay = rng.uniform(0.3, 3.0)
+        time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
-        assert proc.returncode in (0, 130), out + err   # 0: it finished before the signal
-        assert "Traceback" not in err
-        assert working_containers(f"i{nonce}") == []
-        assert sorted(p.name for p in scratch.iterdir()) == []
+        why = f"seed {seed}, run {n}, SIGINT after {delay:.2f}s\n{out}{err}"
+        assert proc.returncode == 130, why
+        assert "interrupted" in out + err, why
+        assert "Traceback" not in err, why
+        assert working_containers(f"i{nonce}") == [], why
+        assert sorted(p.name for p in scratch.iterdir()) == [], why
+        assert not subprocess.run(["pgrep", "-f", f"done # {nonce}"], capture_output=True).stdout, why
 
 
 def _fast(stdout: str) -> bool:

@@ -179,10 +179,43 @@ def test_live_view_on_a_tty_uses_colour(tmp_path: Path) -> None:
 
 
 def test_live_view_shows_the_running_steps_output(tmp_path: Path) -> None:
-    slow = ('[targets.here]\nbackend = "local"\nsteps = [\n'
-            '  { run = ["sh", "-c", "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.2; done"] },\n]\n')
-    out = pty_run(["run"], write(tmp_path, slow), NO_COLOR="1")
-    assert "line 3" in out and "CHANGED" in out   # the tail of the running step, then its status
+    """The running step's output tail is on screen while it runs. No time window: the step
+    prints, then waits until this test has seen the line rendered (the command shows
+    ``$((1+2))``, so only its output, not its description, says ``line 3``)."""
+    waiting = ('[targets.here]\nbackend = "local"\nsteps = [\n'
+               '  { run = ["sh", "-c", "echo line $((1+2)); while [ ! -e go ]; do sleep 0.05; done"] },\n]\n')
+    cwd = write(tmp_path, waiting)
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
+    env.update(TERM="xterm-256color", SHLAX_CACHE_DIR=str(cwd / ".cache"), COLUMNS="120", NO_COLOR="1")
+    proc = subprocess.Popen([sys.executable, "-m", "shlax_core", "run"], cwd=cwd, env=env,
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.time() + 120   # a safety net for a hung run, not a measured window
+        while b"line 3" not in seen and time.time() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 65536)
+        assert b"line 3" in seen, seen.decode("utf-8", "replace")
+        (cwd / "go").touch()
+        while True:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                seen += data
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert "CHANGED" in seen.decode("utf-8", "replace")   # then the step's status
 
 
 def test_no_color_on_a_tty(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shlax_core.cache import keys
-from shlax_core.cache.hashing import StatCache, tree_digest
+from shlax_core.cache.hashing import RACY_SECONDS, StatCache, tree_digest
 
 BASE = dict(parent="p", action="copy", version="1.0", params={"dest": "/a", "mode": None}, inputs={"files": "d1"})
 
@@ -120,6 +120,23 @@ def test_plugin_version_change(project) -> None:
     assert "plugin version changed" in plan.steps[0]["reason"]
 
 
+def test_cache_version_replaces_the_plugin_version_in_keys(project) -> None:
+    """An action with a ``cache_version`` is rebuilt when the author bumps it, not on every release."""
+    from shlax_core.builtin.run import Run
+
+    def release(version: str, cache_version: str) -> type:
+        return type("Run", (Run,), {"version": version, "cache_version": cache_version})
+
+    project.extra["action"]["run"] = release("1.0", "1")
+    assert project.run().code == 0
+    project.extra["action"]["run"] = release("1.1", "1")      # a release that changes no result
+    assert project.plan().statuses == ["cached", "cached", "cached"]
+    project.extra["action"]["run"] = release("1.2", "2")      # results change: the author bumps it
+    plan = project.plan()
+    assert plan.statuses == ["run", "run", "run"]
+    assert plan.steps[0]["reason"] == "run cache_version changed (1 -> 2)"
+
+
 def test_formatting_and_step_table_form_do_not_change_keys(project) -> None:
     project.write("shlax.toml", COPY.replace('{ run = ["make"] }', '{ run = { command = [ "make" ] } }')
                   .replace("  { copy", "\n\n  # a comment\n  { copy"))
@@ -157,17 +174,17 @@ def make_tree(root: Path, n: int) -> list[tuple[str, str]]:
 
 def test_stat_cache_hits_on_an_unchanged_10000_file_tree(tmp_path: Path) -> None:
     pairs = make_tree(tmp_path / "tree", 10_000)
-    time.sleep(2.1)   # entries younger than 2 s are "racy" and never trusted, as in git
+    later = lambda: time.time() + 10 * RACY_SECONDS   # noqa: E731  (past the racy window, without sleeping)
     cache_file = tmp_path / "stat.json"
 
-    cold = StatCache(tmp_path, path=cache_file)
+    cold = StatCache(tmp_path, path=cache_file, clock=later)
     t0 = time.perf_counter()
     digest = tree_digest(pairs, cold)
     t_cold = time.perf_counter() - t0
     assert (cold.hits, cold.misses) == (0, 10_000)
     cold.save()
 
-    warm = StatCache(tmp_path, path=cache_file)   # a new process would load it the same way
+    warm = StatCache(tmp_path, path=cache_file, clock=later)   # a new process would load it the same way
     t0 = time.perf_counter()
     assert tree_digest(pairs, warm) == digest
     t_warm = time.perf_counter() - t0
@@ -179,15 +196,23 @@ def test_stat_cache_hits_on_an_unchanged_10000_file_tree(tmp_path: Path) -> None
     st = victim.stat()
     victim.write_text(victim.read_text().replace("file", "FILE"))
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
-    again = StatCache(tmp_path, path=cache_file)
+    again = StatCache(tmp_path, path=cache_file, clock=later)
     assert tree_digest(pairs, again) != digest
     assert (again.hits, again.misses) == (9_999, 1)
 
 
 def test_racy_entries_are_not_trusted(tmp_path: Path) -> None:
+    """A file hashed in the tick it was written is read again next time, however slow the machine:
+    the clock is the file's own change time (the moment of the write), not the wall clock."""
     f = tmp_path / "new.txt"
     f.write_text("a")
-    cache = StatCache(tmp_path, path=tmp_path / "stat.json")
+    written = f.stat().st_ctime
+    cache = StatCache(tmp_path, path=tmp_path / "stat.json", clock=lambda: written + RACY_SECONDS / 2)
     tree_digest([("/new.txt", str(f))], cache)
     tree_digest([("/new.txt", str(f))], cache)
     assert cache.hits == 0 and cache.misses == 2
+    # once the racy window is over, the entry is trusted
+    cache.clock = lambda: written + RACY_SECONDS + 1
+    tree_digest([("/new.txt", str(f))], cache)
+    tree_digest([("/new.txt", str(f))], cache)
+    assert (cache.hits, cache.misses) == (1, 3)

@@ -155,7 +155,7 @@ def test_not_utf8(tmp_path: Path) -> None:
     (tmp_path / "shlax.toml").write_bytes(b"[targets.t]\nbackend = \"\xff\"\n")
     proc = shlax_cli(["run"], tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("shlax: error: shlax.toml: not UTF-8 text")
+    assert proc.stderr.startswith("shlax: error: shlax.toml:2:12: not UTF-8 text")
 
 
 def test_only_selected_targets_are_validated(recipe_dir: Path) -> None:

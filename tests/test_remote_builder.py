@@ -265,6 +265,32 @@ def base_images(host: Host) -> list[str]:
     return sorted(n for n in out if n.startswith("localhost/shlax-base:"))
 
 
+def builder_processes(host: Host, marker: str) -> list[str]:
+    """Command lines holding ``marker`` among the builder's own processes (its sshd and what it
+    started): never another test's or another user's processes of the same name."""
+    assert host.proc is not None
+    parents: dict[int, int] = {}
+    lines: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid = int(stat.parent.name)
+            parents[pid] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            lines[pid] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except (OSError, ValueError, IndexError):
+            continue
+
+    def below(pid: int) -> bool:
+        seen = set()
+        while pid > 1 and pid not in seen:
+            if pid == host.proc.pid:
+                return True
+            seen.add(pid)
+            pid = parents.get(pid, 0)
+        return False
+
+    return [line for pid, line in lines.items() if marker in line and pid != host.proc.pid and below(pid)]
+
+
 def builder_mounts(host: Host) -> list[str]:
     """Mount points in the builder's mount namespace (its sshd's) that shlax may have made."""
     assert host.proc is not None
@@ -351,5 +377,5 @@ def test_interrupted_remote_debootstrap_leaves_nothing_on_the_builder(builder, t
     assert any(m.endswith("/rootfs/proc") for m in mounted), mounted  # what the cleanup had to undo
     assert builder_mounts(host) == []
     assert remote_leftovers(host, nonce) == []
-    assert not subprocess.run(["pgrep", "-f", "shlax-remote-"], capture_output=True).stdout
+    assert builder_processes(host, "shlax-remote-") == []
     assert base_images(host) == bases_before  # no half-built base

@@ -3,6 +3,8 @@ plan, inventories and every connection fault, each reported per host."""
 
 from __future__ import annotations
 
+import os
+
 import textwrap
 from pathlib import Path
 
@@ -217,15 +219,22 @@ def test_inventory_groups_and_per_host_variables(ssh_fleet, tmp_path):
 
 
 def test_control_sockets_are_removed(ssh_fleet, tmp_path):
-    import glob
+    """shlax's private socket folders are gone after the run. The run gets a TMPDIR of its own
+    (short, so socket paths fit): other runs on this machine make and remove theirs in /tmp
+    meanwhile, and must not make this test pass or fail."""
+    import shutil
     import tempfile
 
-    before = set(glob.glob(f"{tempfile.gettempdir()}/shlax-ssh-*")) | set(glob.glob("/tmp/shlax-ssh-*"))
-    path = recipe(tmp_path, ssh_fleet, '["h1", "h2"]', steps='{ run = ["true"] },')
-    proc = run_shlax("run", str(path), "web")
-    assert proc.returncode == 0, proc.stdout
-    after = set(glob.glob(f"{tempfile.gettempdir()}/shlax-ssh-*")) | set(glob.glob("/tmp/shlax-ssh-*"))
-    assert after <= before
+    private = tempfile.mkdtemp(prefix="sx", dir="/tmp")
+    try:
+        # the hosts share this machine's /tmp: a step lists the folder while the run holds it
+        path = recipe(tmp_path, ssh_fleet, '["h1", "h2"]', steps=f'{{ run = ["ls", "{private}"] }},')
+        proc = run_shlax("run", str(path), "web", env={"TMPDIR": private})
+        assert proc.returncode == 0, proc.stdout
+        assert "| shlax-ssh-" in proc.stdout   # the sockets really lived there during the run
+        assert os.listdir(private) == []
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def test_same_steps_build_an_image_and_provision_a_host(ssh_fleet, tmp_path, busybox_image):

@@ -30,17 +30,17 @@ class CopyParams:
     owner: Optional[str] = doc('"user" or "user:group" owning the copied files', None)
     exclude: list[str] = doc("gitignore-style patterns to leave out (added to .shlaxignore)", default_factory=list)
 
-    def validate(self) -> Optional[str]:
+    def validate(self) -> Optional[tuple[str, str]]:
         if not self.dest.startswith("/"):
-            return f"dest {self.dest!r} must be an absolute path"
+            return "dest", f"dest {self.dest!r} must be an absolute path"
         if self.mode is not None:
             try:
                 if not 0 <= int(self.mode, 8) <= 0o7777:
                     raise ValueError
             except ValueError:
-                return f"mode {self.mode!r} must be octal permission bits like \"0644\""
+                return "mode", f"mode {self.mode!r} must be octal permission bits like \"0644\""
         if isinstance(self.src, list) and not self.src:
-            return "src is an empty list"
+            return "src", "src is an empty list"
         return None
 
     @property

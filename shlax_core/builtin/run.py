@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from shlax_core.actions import Action, StepContext
 from shlax_core.params import doc
@@ -22,17 +22,17 @@ class RunParams:
     creates: Optional[str] = doc("host backends: skip the command when this path exists", None)
     unless: Optional[list[str]] = doc("host backends: skip the command when this argv exits 0", None)
 
-    def validate(self) -> Optional[str]:
+    def validate(self) -> Any:
         if isinstance(self.command, str):
             if not self.shell:
-                return ("a string command is a shell script: say which shell runs it "
-                        "(shell = \"/bin/sh\"), or give an argv list")
+                return "command", ("a string command is a shell script: say which shell runs it "
+                                   "(shell = \"/bin/sh\"), or give an argv list")
             if not self.command.strip():
-                return "the script is empty"
+                return "command", "the script is empty"
         elif not self.command:
-            return "the command is an empty list"
+            return "command", "the command is an empty list"
         elif self.shell:
-            return "`shell` goes with a script string, not an argv list"
+            return "shell", "`shell` goes with a script string, not an argv list"
         return None
 
 

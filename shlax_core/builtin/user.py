@@ -22,11 +22,11 @@ class UserParams:
     shell: str = doc("login shell", "/bin/sh")
     system: bool = doc("a system account", False)
 
-    def validate(self) -> Optional[str]:
+    def validate(self) -> Optional[tuple[str, str]]:
         if not _NAME.match(self.name):
-            return f"user name {self.name!r} must match [a-z_][a-z0-9_-]* (at most 32 characters)"
+            return "name", f"user name {self.name!r} must match [a-z_][a-z0-9_-]* (at most 32 characters)"
         if self.uid is not None and not 0 <= self.uid < 2**31:
-            return f"uid {self.uid} is out of range"
+            return "uid", f"uid {self.uid} is out of range"
         return None
 
 

@@ -14,7 +14,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from shlax_core import dirs
 
@@ -34,11 +34,16 @@ def file_digest(path: str) -> str:
 
 
 class StatCache:
-    """Digests of host files keyed by path and stat fields; persisted per recipe directory."""
+    """Digests of host files keyed by path and stat fields; persisted per recipe directory.
 
-    def __init__(self, root: Path, path: Optional[Path] = None):
+    ``clock`` says what time it is when deciding whether an entry is racy (tests set it instead
+    of sleeping, and a loaded machine cannot make a test pass or fail by being slow).
+    """
+
+    def __init__(self, root: Path, path: Optional[Path] = None, clock: Callable[[], float] = time.time):
         name = hashlib.sha256(str(root).encode()).hexdigest()[:24]
         self.path = path or dirs.cache_root() / "statcache" / f"{name}.json"
+        self.clock = clock
         self.entries: dict[str, list] = {}
         #: the signature each file had when this run hashed it (taken before reading it): what
         #: the no-op fast path later compares
@@ -60,7 +65,7 @@ class StatCache:
             return entry[5]
         self.misses += 1
         digest = file_digest(path)
-        if time.time() - max(st.st_mtime, st.st_ctime) > RACY_SECONDS:
+        if self.clock() - max(st.st_mtime, st.st_ctime) > RACY_SECONDS:
             self.entries[path] = [*sig, digest]
             self.dirty = True
         elif path in self.entries:

@@ -43,7 +43,10 @@ def why(current: dict[str, Any], previous: Optional[dict[str, Any]]) -> str:
     if previous.get("action") != current.get("action"):
         return f"action changed ({previous.get('action')} -> {current.get('action')})"
     if previous.get("version") != current.get("version"):
-        return f"{current.get('action')} plugin version changed ({previous.get('version')} -> {current.get('version')})"
+        old, new = str(previous.get("version")), str(current.get("version"))
+        if old.startswith("cache_version ") and new.startswith("cache_version "):
+            return f"{current.get('action')} cache_version changed ({old.split(' ', 1)[1]} -> {new.split(' ', 1)[1]})"
+        return f"{current.get('action')} plugin version changed ({old} -> {new})"
     if previous.get("params") != current.get("params"):
         old, new = previous.get("params") or {}, current.get("params") or {}
         if isinstance(old, dict) and isinstance(new, dict):

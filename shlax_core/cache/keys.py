@@ -1,6 +1,7 @@
 """Step keys: what makes a layer reusable.
 
-key = sha256(parent key, action name, plugin version, canonical parameters, host input digests).
+key = sha256(parent key, action name, plugin version (or the action's ``cache_version``), canonical
+parameters, host input digests).
 Changing any of these changes the key of the step and, through ``parent``, of every later step;
 nothing else does (not mtimes, not the recipe's formatting, not the step's position alone).
 """

@@ -137,7 +137,7 @@ class BuildahBackend(ImageBackend):
         if image_id is None:
             if self.session.offline:
                 raise ShlaxError(f"base image {base!r} is not in the local store and --offline forbids pulling",
-                                 where=self.target.where, hint=f"run once online, or: buildah pull {base}")
+                                 where=self.target.where_of("base"), hint=f"run once online, or: buildah pull {base}")
             self.session.reporter.emit("info", message=f"pulling {ref}", target=self.target.name)
             verify = self.session.options.get("tls_verify", True) and self.params.tls_verify
             self.buildah.stream(["pull", f"--tls-verify={str(bool(verify)).lower()}", ref], output=self.log)
@@ -305,7 +305,7 @@ class BuildahBackend(ImageBackend):
             if problem:
                 raise ShlaxError(
                     f"buildah cannot run containers with isolation {self.isolation!r} here: {problem}",
-                    where=self.target.where,
+                    where=self.target.where_of("isolation"),
                     hint='set isolation = "chroot" in the target (or BUILDAH_ISOLATION=chroot)') from None
             raise
 

@@ -135,16 +135,16 @@ def shlax_base_image(spec: str, backend: "BuildahBackend") -> Optional[str]:
     transport = getattr(backend.buildah, "transport", None)
     if transport is not None:
         return remote_base_image(spec, backend, transport)
-    opts = parse(spec, backend.target.where)
+    opts = parse(spec, backend.target.where_of("base"))
     name = image_name(opts)
     if backend.buildah.image_id(name):
         return name
     if shutil.which("debootstrap") is None:
         raise ShlaxError(f"base {spec!r} needs debootstrap, which is not installed",
-                         where=backend.target.where, hint="apt-get install debootstrap")
+                         where=backend.target.where_of("base"), hint="apt-get install debootstrap")
     if backend.session.offline:
         raise ShlaxError(f"base {spec!r} was never built here and --offline forbids downloading it",
-                         where=backend.target.where, hint="build once with the network on")
+                         where=backend.target.where_of("base"), hint="build once with the network on")
     from filelock import FileLock
 
     lock = dirs.state("locks/debootstrap.lock")
@@ -223,7 +223,7 @@ def build(opts: dict[str, str], name: str, backend: "BuildahBackend") -> None:
 # -- on a remote builder ---------------------------------------------------------------------------
 def remote_base_image(spec: str, backend: "BuildahBackend", transport: "SSHTransport") -> str:
     """The base's name in the builder's store, built there first if it is missing."""
-    where = backend.target.where
+    where = backend.target.where_of("base")
     version, sources = _probe(transport)
     opts = parse(spec, where, default_mirror=lambda: mirror_in(sources))
     if version is None:

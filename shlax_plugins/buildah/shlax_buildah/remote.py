@@ -113,14 +113,14 @@ class SSHTransport:
             from shlax_ssh.params import SSHHost, parse_host
         except ImportError:
             raise ShlaxError(f"builder {spec if isinstance(spec, str) else spec.host!r} needs the ssh plugin, "
-                             "which is not installed", where=target.where,
+                             "which is not installed", where=target.where_of("builder"),
                              hint="pip install shlax-plugin-ssh") from None
         if isinstance(spec, str):
             entry = parse_host(spec)
             spec = BuilderHost(host=entry.host, user=entry.user, port=entry.port)
             problem = spec.validate() or (None if spec.host and "@" not in spec.host else "bad host")
             if problem:
-                raise RecipeError(f"builder {spec.host!r}: {problem}", where=target.where,
+                raise RecipeError(f"builder {spec.host!r}: {problem}", where=target.where_of("builder"),
                                   hint='write builder = "host", "user@host" or "user@host:port"')
         base = getattr(session, "recipe_dir", None)
         self.label = "builder " + (f"{spec.user}@" if spec.user else "") + spec.host + \

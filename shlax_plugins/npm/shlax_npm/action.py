@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from shlax_core.actions import Action, StepContext
 from shlax_core.downloads import DownloadCache
@@ -54,11 +54,11 @@ class NpmParams:
                               default_factory=list)
     production: bool = doc("leave devDependencies out (--omit=dev)", False)
 
-    def validate(self) -> Optional[str]:
+    def validate(self) -> Any:
         if not self.dir and not self.packages:
             return 'nothing to do: give dir = "/app" (a folder with package.json) and/or packages'
         if self.dir and not self.dir.startswith("/"):
-            return f"dir {self.dir!r} must be an absolute path in the target"
+            return "dir", f"dir {self.dir!r} must be an absolute path in the target"
         bad = [p for p in self.packages if p.startswith("-")]
         return f"{bad[0]!r}: options are not packages" if bad else None
 

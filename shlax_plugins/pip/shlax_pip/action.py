@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from shlax_core import dirs
 from shlax_core.actions import Action, StepContext
@@ -127,27 +127,30 @@ class PipParams:
     editable: list[str] = doc("local project paths in the target, installed in development mode (-e)",
                               default_factory=list)
     venv: Optional[str] = doc("virtualenv to install into, created with `python -m venv` when missing", None)
-    system: bool = doc("install into the system Python instead of a venv; on Debian and Ubuntu this "
-                       "overrides the PEP 668 'externally managed' refusal (--break-system-packages)", False)
+    system: bool = doc("install into the system Python instead of a venv; overrides PEP 668's 'externally "
+                       "managed' refusal (Debian, Ubuntu) with PIP_BREAK_SYSTEM_PACKAGES=1, which pips too old "
+                       "to know it ignore", False)
     python: str = doc("the Python that creates the venv, or runs pip with system = true", "python3")
     prefer_offline: bool = doc("image builds: install from the wheelhouse first and ask the index only for "
                                "what it lacks; false resolves against the index every time", True)
 
-    def validate(self) -> Optional[str]:
+    def validate(self) -> Any:
         if not (self.packages or self.requirements or self.editable):
             return "nothing to install: give packages, requirements or editable"
         if self.venv and self.system:
-            return "give either venv or system = true, not both"
+            return "system", "give either venv or system = true, not both"
         if not self.venv and not self.system:
             return ('say where to install: venv = "/app/.venv" (recommended), or system = true to install '
                     "into the system Python (overrides Debian's PEP 668 'externally managed' refusal)")
         if self.venv and not self.venv.startswith("/"):
-            return f"venv {self.venv!r} must be an absolute path in the target"
-        bad = [i for i in [*self.packages, *self.requirements, *self.editable] if i.startswith("-")]
-        if bad:
-            return f"{bad[0]!r}: options are not requirements; use the action's parameters"
-        bad = [i for i in self.editable if not is_path(i)]
-        return f"editable {bad[0]!r} must be a local path in the target (/app or ./app)" if bad else None
+            return "venv", f"venv {self.venv!r} must be an absolute path in the target"
+        for item in [*self.packages, *self.requirements, *self.editable]:
+            if item.startswith("-"):
+                return f"{item!r}: options are not requirements; use the action's parameters"
+        for i, item in enumerate(self.editable):
+            if not is_path(item):
+                return f"editable[{i}]", f"editable {item!r} must be a local path in the target (/app or ./app)"
+        return None
 
 
 class Pip(Action):

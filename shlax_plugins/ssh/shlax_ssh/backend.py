@@ -113,16 +113,20 @@ class SSHBackend(Backend):
             self._dir = tempfile.mkdtemp(prefix="shlax-ssh-", dir="/tmp")
         socket = os.path.join(self._dir, "cm")
         log = os.path.join(self._dir, "master.log")
+        # what ssh says before its log is open (a bad -J, a bad option) and what a jump host's own
+        # ssh says go to stderr: kept in a file, not a pipe, since the master keeps it open
+        errors = os.path.join(self._dir, "stderr.log")
         self._socket = socket
         argv = self.ssh_argv("-M", "-f", "-N", "-E", log, "-o", f"ControlPersist={self.host.persist}",
                              "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3")
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, timeout=self.host.connect_timeout * 3 + 30)
+            with open(errors, "wb") as stderr:
+                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=stderr, timeout=self.host.connect_timeout * 3 + 30)
             code = proc.returncode
         except subprocess.TimeoutExpired:
             code = -1
-        lines = _read_lines(log)
+        lines = _read_lines(errors) + _read_lines(log)
         if code != 0 or not os.path.exists(socket):
             self._socket = None
             message, tail = explain(self.label, self.host, lines, timed_out=code == -1)

@@ -6,7 +6,10 @@ fingerprints (public), never key material or passwords (BatchMode never asks for
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+_RESOLVE = re.compile(r"Could not resolve hostname ([^:\s]+)")
 
 _RULES: list[tuple[tuple[str, ...], str]] = [
     (("REMOTE HOST IDENTIFICATION HAS CHANGED",),
@@ -16,6 +19,8 @@ _RULES: list[tuple[tuple[str, ...], str]] = [
     (("Host key verification failed", "No matching host key", "host key for", "is not known"),
      "host key unknown: the host is not in known_hosts and host keys are checked strictly; "
      "add its key (ssh-keyscan, after checking its fingerprint) or set host_key_checking = \"accept-new\""),
+    (("Invalid -J argument",), "ssh refused the `jump` setting: write it as ssh -J takes it, "
+                               "[user@]host[:port][,...]"),
     (("Could not resolve hostname", "Name or service not known", "nodename nor servname"),
      "unknown host: the name does not resolve"),
     (("Connection refused",), "connection refused: no ssh server listening on that address and port"),
@@ -39,6 +44,9 @@ def explain(label: str, host: Any, lines: list[str], *, timed_out: bool = False)
         return f"cannot reach {label} ({where}): connection timed out", diag
     for needles, reason in _RULES:
         if any(n in text for n in needles):
+            unresolved = _RESOLVE.search(text)
+            if reason.startswith("unknown host") and unresolved and unresolved.group(1) != host.host:
+                reason = f"unknown host: the name {unresolved.group(1)!r} (a jump host?) does not resolve"
             return f"cannot reach {label} ({where}): {reason}", diag
     last = diag[-1] if diag else "ssh failed without a message"
     return f"cannot reach {label} ({where}): {last}", diag

@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 from shlax_core import params as P
+from shlax_core import tomlfile
 from shlax_core.errors import RecipeError
 from shlax_core.locate import Locator
 from shlax_core.params import doc
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 _HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]+$")
 _USER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
@@ -47,8 +42,9 @@ class HostEntry:
     become: Optional[bool] = doc("run steps through sudo (non-root login users)", None)
     become_user: Optional[str] = doc("the user sudo switches to", None)
 
-    def validate(self) -> Optional[str]:
-        return _check_host(self.host) or _check_user(self.user) or _check_port(self.port)
+    def validate(self) -> Optional[tuple[str, str]]:
+        problem = _check_host(self.host)
+        return ("host", problem) if problem else _check_settings(self)
 
 
 def _check_user(user: Optional[str]) -> Optional[str]:
@@ -61,6 +57,16 @@ def _check_port(port: Optional[int]) -> Optional[str]:
     if port is not None and not 0 < port < 65536:
         return f"port {port} is out of range"
     return None
+
+
+def _check_settings(table: Any) -> Optional[tuple[str, str]]:
+    """The per-host settings every table that may hold them checks alike (a host entry, a group,
+    the inventory's defaults, the target): ``(key, problem)`` so the error points at that key."""
+    problem = _check_user(table.user)
+    if problem:
+        return "user", problem
+    problem = _check_port(table.port)
+    return ("port", problem) if problem else None
 
 
 @dataclass
@@ -86,17 +92,17 @@ class SSHParams:
     connect_timeout: int = doc("seconds to wait for a connection", 10)
     persist: int = doc("seconds an idle multiplexed connection stays open (a safety net: shlax closes it)", 300)
 
-    def validate(self) -> Optional[str]:
+    def validate(self) -> Any:
         if not self.hosts and not self.inventory:
             return 'an ssh target needs `hosts = ["host", ...]` or `inventory = "FILE"`'
         if self.groups and not self.inventory:
-            return "`groups` selects groups of an `inventory` file: give `inventory` too"
+            return "groups", "`groups` selects groups of an `inventory` file: give `inventory` too"
         if self.connect_timeout <= 0:
-            return "connect_timeout must be positive"
+            return "connect_timeout", "connect_timeout must be positive"
         for key in self.options:
             if not re.match(r"^[A-Za-z]+$", key):
-                return f"ssh option name {key!r} must be letters only, e.g. ServerAliveInterval"
-        return _check_user(self.user) or _check_port(self.port)
+                return f"options.{key}", f"ssh option name {key!r} must be letters only, e.g. ServerAliveInterval"
+        return _check_settings(self)
 
 
 @dataclass
@@ -128,8 +134,8 @@ class InventoryGroup:
     become: Optional[bool] = doc("run steps through sudo", None)
     become_user: Optional[str] = doc("the user sudo switches to", None)
 
-    def validate(self) -> Optional[str]:
-        return _check_user(self.user) or _check_port(self.port)
+    def validate(self) -> Optional[tuple[str, str]]:
+        return _check_settings(self)
 
 
 @dataclass
@@ -139,6 +145,9 @@ class InventoryDefaults:
     identity: Optional[str] = doc("private key file (relative to the inventory)", None)
     become: Optional[bool] = doc("run steps through sudo", None)
     become_user: Optional[str] = doc("the user sudo switches to", None)
+
+    def validate(self) -> Optional[tuple[str, str]]:
+        return _check_settings(self)
 
 
 @dataclass
@@ -173,39 +182,43 @@ def _path(value: Optional[str], base: Optional[Path]) -> Optional[str]:
     return value
 
 
-def load_inventory(path: Path, shown: str) -> Inventory:
+def load_inventory(path: Path, shown: str) -> tuple[Inventory, Callable[[str], str]]:
+    """The inventory, and its locator: key path (``groups.web.hosts[1]``) -> ``FILE:LINE``."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RecipeError(f"cannot read the inventory {shown}: {exc.strerror}", where=shown,
-                          hint="check the `inventory` path (relative to the recipe)") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"TOML syntax error in the inventory: {exc}", where=shown) from None
+        text = tomlfile.read(path, shown, "inventory")
+    except RecipeError as exc:
+        if exc.where == shown:  # cannot read it at all: the recipe's `inventory` key is what to fix
+            exc.where, exc.key, exc.hint = None, "inventory", "check the `inventory` path (relative to the recipe)"
+        raise
+    data = tomlfile.loads(text, shown, "inventory")
     loc = Locator(shown, text)
-    return P.build(Inventory, data, path="inventory", locate=lambda p: loc(p.removeprefix("inventory."))
-                   or shown, what="key")
+    inventory = P.build(Inventory, data, path="inventory", locate=lambda p: loc(p.removeprefix("inventory.")),
+                        what="key")
+    return inventory, loc
 
 
 def expand(params: SSHParams, base_dir: Optional[Path] = None) -> list[SSHHost]:
     """One :class:`SSHHost` per host the target names; RecipeError for duplicates or bad files."""
-    layers: list[tuple[dict[str, Any], Optional[Path], Union[str, HostEntry], str]] = []
+    # (inherited settings, base dir, the host as written, its key path, its FILE:LINE or None
+    # for the recipe's own `hosts`: the core locates those from the key, see ShlaxError.key)
+    layers: list[tuple[dict[str, Any], Optional[Path], Union[str, HostEntry], str, Optional[str]]] = []
     target_vals = {k: getattr(params, k) for k in PER_HOST}
     target_vals["identity"] = _path(params.identity, base_dir)
     for i, h in enumerate(params.hosts):
-        layers.append(({}, base_dir, h, f"hosts[{i}]"))
+        layers.append(({}, base_dir, h, f"hosts[{i}]", None))
     if params.inventory:
         inv_path = Path(_path(params.inventory, base_dir) or "")
-        inv = load_inventory(inv_path, params.inventory)
+        inv, inv_loc = load_inventory(inv_path, params.inventory)
         inv_dir = inv_path.parent
         defaults = {k: getattr(inv.defaults, k) for k in PER_HOST} if inv.defaults else {}
         if defaults.get("identity"):
             defaults["identity"] = _path(defaults["identity"], inv_dir)
-        for name in params.groups:
+        for i, name in enumerate(params.groups):
             if name not in inv.groups:
-                raise RecipeError(f"no group {name!r} in the inventory {params.inventory}",
-                                  hint=f"groups: {', '.join(inv.groups) or 'none'}")
+                sugg = P.closest(name, inv.groups)
+                raise RecipeError(f"no group {name!r} in the inventory {params.inventory}", key=f"groups[{i}]",
+                                  hint=(f"did you mean {sugg[0]!r}? " if sugg else "")
+                                  + f"groups: {', '.join(inv.groups) or 'none'}")
         for gname, group in inv.groups.items():
             if params.groups and gname not in params.groups:
                 continue
@@ -215,24 +228,28 @@ def expand(params: SSHParams, base_dir: Optional[Path] = None) -> list[SSHHost]:
             merged = {**{k: v for k, v in defaults.items() if v is not None},
                       **{k: v for k, v in gvals.items() if v is not None}}
             for i, h in enumerate(group.hosts):
-                layers.append((merged, inv_dir, h, f"{params.inventory}: groups.{gname}.hosts[{i}]"))
+                key = f"groups.{gname}.hosts[{i}]"
+                layers.append((merged, inv_dir, h, key, inv_loc(key)))
     out: list[SSHHost] = []
-    seen: dict[str, str] = {}
-    for inherited, base, raw, where in layers:
+    seen: dict[str, tuple[str, Optional[str]]] = {}
+    for inherited, base, raw, key, where in layers:
         entry = parse_host(raw) if isinstance(raw, str) else raw
         if isinstance(raw, str):
             problem = _check_host(entry.host) or _check_user(entry.user)
             if problem:
-                raise RecipeError(f"{where}: {problem}", hint='write "host", "user@host" or "user@host:port"')
+                raise RecipeError(f"{key}: {problem}", where=where, key=key,
+                                  hint='write "host", "user@host" or "user@host:port"')
         label = entry.name or (raw if isinstance(raw, str) else
                                (f"{entry.user}@" if entry.user else "") + entry.host
                                + (f":{entry.port}" if entry.port else ""))
         if label in seen:
-            if seen[label].startswith(params.inventory or "\0") and where.startswith(params.inventory or "\0"):
-                continue  # one host in several selected groups: applied once
-            raise RecipeError(f"{where}: host {label!r} is listed twice (also {seen[label]})",
+            first_key, first_where = seen[label]
+            if first_where is not None and where is not None:
+                continue  # one host in several selected groups of the inventory: applied once
+            also = f"{first_where} ({first_key})" if first_where else first_key
+            raise RecipeError(f"{key}: host {label!r} is listed twice (also {also})", where=where, key=key,
                               hint="give one of them a distinct `name`")
-        seen[label] = where
+        seen[label] = (key, where)
         vals = {k: v for k, v in target_vals.items() if v is not None}
         vals.update(inherited)
         own = {k: getattr(entry, k) for k in PER_HOST if getattr(entry, k) is not None}

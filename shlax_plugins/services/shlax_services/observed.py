@@ -75,6 +75,9 @@ def observe(engine: Engine, project: N.Project, services: set[str]) -> Observed:
     for row in engine.listing("ps", "-a"):
         labels = _labels(row)
         name = _name(row)
+        if row.get("IsInfra"):  # a pod's own container: it goes with its pod
+            taken["container"].add(name)
+            continue
         if labels.get(N.RECIPE) != rid:
             taken["container"].add(name)
             continue

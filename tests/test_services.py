@@ -1,0 +1,242 @@
+"""shlax up/down/ps/logs with real podman: an app image built by the recipe and a database from a
+local image, on the recipe's own network, with a named volume and a healthcheck.
+
+Every object a test makes is named after a fresh folder (its nonce) and removed at the end by
+its recipe label, whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import events, run_shlax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shlax_plugins" / "services"))
+from shlax_services.names import Project  # noqa: E402
+
+# a tiny HTTP "database": answers every connection on 8080 with its name and a counter kept in
+# its volume, so a test can tell that the volume outlived the container
+DB_CMD = ["sh", "-c", "mkdir -p /data; echo $$ >> /data/starts; "
+          "while true; do printf 'HTTP/1.0 200 OK\\r\\n\\r\\ndb here, starts=%s\\n' $(wc -l < /data/starts) "
+          "| nc -l -p 8080; done"]
+APP_CMD = ["sh", "-c", "echo app $MODE started; while true; do sleep 1; done"]
+
+
+def podman(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], capture_output=True, text=True)
+
+
+def recipe_text(busybox: str, nonce: str, mode: str = "one", health: str = "") -> str:
+    health = health or '["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]'
+    return textwrap.dedent(f"""
+        [targets.app]
+        base = "{busybox}"
+        image = "localhost/shlax-test-svc-{nonce}"
+        steps = [ {{ run = ["sh", "-c", "mkdir -p /srv && echo {nonce} > /srv/version"] }} ]
+
+        [services.db]
+        image = "{busybox}"
+        command = {json.dumps(DB_CMD)}
+        volumes = ["data:/data"]
+        healthcheck = {{ test = {health}, interval = 0.5, wait = 20 }}
+        stop_timeout = 0
+
+        [services.app]
+        image = "app"
+        command = {json.dumps(APP_CMD)}
+        env = {{ MODE = "{mode}" }}
+        depends_on = ["db"]
+        stop_timeout = 0
+    """)
+
+
+class Stack:
+    """A recipe folder named with the nonce, and everything podman holds for it."""
+
+    def __init__(self, tmp_path: Path, nonce: str):
+        self.dir = tmp_path / f"svc-{nonce}"
+        self.dir.mkdir()
+        self.recipe = self.dir / "shlax.toml"
+        self.project = Project.of(self.recipe)
+
+    def write(self, text: str) -> None:
+        self.recipe.write_text(text)
+
+    def shlax(self, *args: str) -> subprocess.CompletedProcess:
+        return run_shlax(*args[:1], str(self.recipe), *args[1:])
+
+    def ids(self) -> dict[str, str]:
+        """service -> container ID, for this recipe's containers."""
+        out = podman("ps", "-a", "--filter", f"label=shlax.recipe={self.project.recipe_id}", "--format", "json")
+        return {row["Labels"]["shlax.service"]: row["Id"] for row in json.loads(out.stdout or "[]")}
+
+    def states(self) -> dict[str, str]:
+        """container name -> state, for this recipe's containers."""
+        out = podman("ps", "-a", "--filter", f"label=shlax.recipe={self.project.recipe_id}", "--format", "json")
+        return {row["Names"][0]: row["State"] for row in json.loads(out.stdout or "[]")}
+
+    def leftovers(self) -> dict[str, list[str]]:
+        label = f"label=shlax.recipe={self.project.recipe_id}"
+        return {kind: podman(*cmd, "--filter", label, "--format", fmt).stdout.split()
+                for kind, cmd, fmt in (("containers", ["ps", "-a"], "{{.Names}}"),
+                                       ("pods", ["pod", "ps"], "{{.Name}}"),
+                                       ("volumes", ["volume", "ls"], "{{.Name}}"),
+                                       ("networks", ["network", "ls"], "{{.Name}}"))}
+
+    def remove_all(self) -> None:
+        left = self.leftovers()
+        for name in left["containers"]:
+            podman("rm", "-f", "-t", "0", name)
+        for name in left["pods"]:
+            podman("pod", "rm", "-f", "-t", "0", name)
+        for name in left["volumes"]:
+            podman("volume", "rm", "-f", name)
+        for name in left["networks"]:
+            podman("network", "rm", "-f", name)
+
+
+@pytest.fixture
+def stack(tmp_path, nonce):
+    s = Stack(tmp_path, nonce)
+    try:
+        yield s
+    finally:
+        s.remove_all()
+
+
+def service_events(stdout: str) -> dict[str, dict]:
+    return {e["target"]: e for e in events(stdout) if e["event"] == "step_end" and e.get("kind") == "service"}
+
+
+def test_up_is_idempotent_recreates_only_what_changed_and_down_keeps_volumes(busybox_image, stack, nonce):
+    stack.write(recipe_text(busybox_image, nonce))
+    first = stack.shlax("up", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    ev = service_events(first.stdout)
+    assert {k: (v["status"], v["reason"]) for k, v in ev.items()} == {
+        "db": ("changed", "created"), "app": ("changed", "created")}
+    ids = stack.ids()
+    assert set(ids) == {"db", "app"}
+    assert set(stack.states().values()) == {"running"}
+
+    # the app reaches the database by its service name on the recipe's network
+    names = {s: stack.project.container(s) for s in ("db", "app")}
+    reply = podman("exec", names["app"], "wget", "-q", "-O", "-", "http://db:8080/")
+    assert reply.returncode == 0, reply.stderr
+    assert reply.stdout.startswith("db here, starts=1")
+    # the app image is the recipe's target, built first
+    assert podman("exec", names["app"], "cat", "/srv/version").stdout.strip() == nonce
+
+    # a second up changes nothing: every service ok, the same containers
+    second = stack.shlax("up", "--json")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert {k: v["status"] for k, v in service_events(second.stdout).items()} == {"db": "ok", "app": "ok"}
+    assert stack.ids() == ids
+
+    # the dry run of a change says what would happen, and does nothing
+    stack.write(recipe_text(busybox_image, nonce, mode="two"))
+    dry = stack.shlax("up", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    ev = service_events(dry.stdout)
+    assert (ev["db"]["status"], ev["app"]["status"], ev["app"]["reason"]) == ("ok", "change", "recreate: env changed")
+    assert stack.ids() == ids
+
+    # changed env: only the app is recreated
+    third = stack.shlax("up", "--json")
+    assert third.returncode == 0, third.stdout + third.stderr
+    ev = service_events(third.stdout)
+    assert (ev["db"]["status"], ev["app"]["status"], ev["app"]["reason"]) == ("ok", "changed", "recreated: env changed")
+    after = stack.ids()
+    assert after["db"] == ids["db"] and after["app"] != ids["app"]
+
+    # ps and logs
+    ps = stack.shlax("ps", "--json")
+    assert ps.returncode == 0, ps.stderr
+    rows = {r["service"]: r for r in json.loads(ps.stdout)}
+    assert rows["db"]["state"] == "running" and rows["db"]["health"] == "healthy"
+    assert rows["app"]["state"] == "running" and rows["app"]["image"] == "app"
+    logs = run_shlax("logs", str(stack.recipe), "app")
+    assert logs.returncode == 0 and "app two started" in logs.stdout, logs.stdout + logs.stderr
+
+    # down removes the containers and the network, keeps the volume
+    down = stack.shlax("down", "--json")
+    assert down.returncode == 0, down.stdout + down.stderr
+    left = stack.leftovers()
+    assert left["containers"] == [] and left["networks"] == []
+    assert left["volumes"] == [stack.project.volume("data")]
+    # ... whose data the next up finds again
+    again = stack.shlax("up", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    reply = podman("exec", names["app"], "wget", "-q", "-O", "-", "http://db:8080/")
+    assert reply.stdout.startswith("db here, starts=2"), reply.stdout + reply.stderr
+
+    # down --volumes removes it too
+    gone = stack.shlax("down", "--volumes")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert stack.leftovers() == {"containers": [], "pods": [], "volumes": [], "networks": []}
+
+
+def test_failing_healthcheck_stops_up_with_the_logs_and_starts_no_dependent(busybox_image, stack, nonce):
+    stack.write(recipe_text(busybox_image, nonce, health='["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:9/"]')
+                .replace("wait = 20", "wait = 2"))
+    proc = stack.shlax("up")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "db [1/2] FAILED" in out
+    assert "db is not healthy after 2s" in out
+    assert "the check: wget -q -O /dev/null http://127.0.0.1:9/" in out
+    assert "healthcheck (exit code 1)" in out                  # what the check printed
+    assert "Traceback" not in out + proc.stderr
+    # the unhealthy database is kept for `shlax logs`; the app that depends on it never started
+    assert set(stack.states()) == {stack.project.container("db")}
+
+
+def test_interrupted_up_leaves_nothing_the_next_up_does_not_handle(busybox_image, stack, nonce):
+    """SIGINT after a random (seeded) number of events of a first up: the run stops with 130,
+    and the next up brings every service up, with one container each."""
+    seed = int(os.environ.get("SHLAX_TEST_SEED", "1312"))
+    rng = random.Random(seed)
+    stack.write(recipe_text(busybox_image, nonce))
+    # the events of a full up, to pick a moment inside it
+    probe = stack.shlax("up", "--json")
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    count = len([e for e in events(probe.stdout) if e["event"] != "output"])  # a rebuild prints no output
+    stack.shlax("down", "--volumes")
+    stack.write(recipe_text(busybox_image, nonce, mode="int"))
+    at = rng.randrange(1, count - 1)
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("CI", None)
+    proc = subprocess.Popen([sys.executable, "-m", "shlax_core", "up", str(stack.recipe), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        if '"event": "output"' in line:
+            continue
+        seen.append(line)
+        if len(seen) == at:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, f"seed {seed}, event {at}: the interrupt did not land\n{''.join(seen)}{rest}{err}"
+    assert "Traceback" not in err
+
+    then = stack.shlax("up", "--json")
+    assert then.returncode == 0, f"seed {seed}, event {at}\n" + then.stdout + then.stderr
+    assert set(stack.states().values()) == {"running"}
+    assert sorted(stack.ids()) == ["app", "db"]
+    left = stack.leftovers()
+    assert sorted(left["containers"]) == sorted(stack.project.container(s) for s in ("db", "app"))
+    assert left["networks"] == [stack.project.network] and left["volumes"] == [stack.project.volume("data")]
+    assert stack.shlax("down", "--volumes").returncode == 0
+    assert stack.leftovers() == {"containers": [], "pods": [], "volumes": [], "networks": []}

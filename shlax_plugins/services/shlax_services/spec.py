@@ -101,6 +101,10 @@ class ServiceParams:
             return "workdir", "the working directory must be an absolute path"
         if self.stop_timeout < 0:
             return "stop_timeout", "must be 0 or more seconds"
+        if isinstance(self.healthcheck, list):  # the short form: the same checks as the table's
+            problem = HealthParams(test=self.healthcheck).validate()
+            if problem:
+                return "healthcheck", problem[1]
         return None
 
 

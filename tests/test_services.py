@@ -240,3 +240,112 @@ def test_interrupted_up_leaves_nothing_the_next_up_does_not_handle(busybox_image
     assert left["networks"] == [stack.project.network] and left["volumes"] == [stack.project.volume("data")]
     assert stack.shlax("down", "--volumes").returncode == 0
     assert stack.leftovers() == {"containers": [], "pods": [], "volumes": [], "networks": []}
+
+
+# -- on another machine through the ssh backend ------------------------------------------------
+_NS_HOST = r"""
+set -e
+h=$1
+mount --make-rprivate /
+mount -t tmpfs tmpfs /run
+mkdir -p /run/sshd
+mount -t tmpfs tmpfs /dev/shm
+mount --bind "$h/containers" /var/lib/containers
+mount --bind "$h/cni-lib" /var/lib/cni
+mount --bind "$h/cni-net" /etc/cni/net.d
+ip link set lo up
+exec sleep infinity
+"""
+
+
+@pytest.fixture
+def podman_host(tmp_path):
+    """A machine with podman of its own, reached by a real sshd: mount, network and PID
+    namespaces with a private image store (/var/lib/containers), /run, /dev/shm (podman's
+    locks) and CNI state, so nothing it does reaches this machine's podman. sshd runs per
+    connection (``sshd -i``) inside the namespaces, through the client's ProxyCommand."""
+    h = tmp_path / "host"
+    for d in ("containers", "cni-lib", "cni-net"):
+        (h / d).mkdir(parents=True)
+    for conf in Path("/etc/cni/net.d").glob("*.conflist"):
+        (h / "cni-net" / conf.name).write_bytes(conf.read_bytes())
+    holder = subprocess.Popen(["unshare", "-m", "-n", "-p", "--fork", "--mount-proc", "--", "sh", "-c", _NS_HOST,
+                               "sh", str(h)], stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        init = None
+        for _ in range(100):
+            children = Path(f"/proc/{holder.pid}/task/{holder.pid}/children")
+            found = children.read_text().split() if children.exists() else []
+            if found and Path(f"/proc/{found[0]}/cmdline").read_bytes().startswith(b"sleep"):
+                init = found[0]
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert init, "the namespace host did not start"
+        for key in ("id", "hostkey"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "shlax-test", "-f", str(h / key)],
+                           check=True)
+        (h / "authorized_keys").write_text((h / "id.pub").read_text())
+        (h / "sshd_config").write_text(
+            f"HostKey {h}/hostkey\nAuthorizedKeysFile {h}/authorized_keys\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\n"
+            "PrintMotd no\nUseDNS no\n")
+        (h / "known_hosts").write_text("podhost " + " ".join((h / "hostkey.pub").read_text().split()[:2]) + "\n")
+        (h / "ssh_config").write_text(
+            f"Host podhost\n  User root\n"
+            f"  ProxyCommand nsenter -t {init} -m -n -p -- /usr/sbin/sshd -i -f {h}/sshd_config -E {h}/sshd.log\n"
+            f"  IdentityFile {h}/id\n  IdentitiesOnly yes\n  UserKnownHostsFile {h}/known_hosts\n"
+            "  StrictHostKeyChecking yes\n")
+        yield h
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)  # the PID namespace's init: everything in it ends
+        holder.wait()
+        subprocess.run(["rm", "-rf", str(h)])
+
+
+def test_up_on_an_ssh_host_sends_the_images_and_runs_there(busybox_image, stack, nonce, podman_host):
+    h = podman_host
+    text = recipe_text(busybox_image, nonce).replace(f'image = "{busybox_image}"\ncommand', 'image = "dbimage"\ncommand')
+    text += textwrap.dedent(f"""
+        [targets.dbimage]
+        base = "{busybox_image}"
+        image = "localhost/shlax-test-svcdb-{nonce}"
+        steps = []
+
+        [targets.box]
+        backend = "ssh"
+        hosts = ["podhost"]
+        ssh_config = "{h}/ssh_config"
+        steps = []
+    """)
+    stack.write(text)
+
+    def there(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["ssh", "-F", str(h / "ssh_config"), "podhost", *args], capture_output=True, text=True)
+
+    first = stack.shlax("up", "--on", "box", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    ev = service_events(first.stdout)
+    assert {k: (v["status"], v["host"]) for k, v in ev.items()} == {
+        "db": ("changed", "podhost"), "app": ("changed", "podhost")}
+    sent = [e["message"] for e in events(first.stdout) if e["event"] == "info" and "sending image" in e["message"]]
+    assert len(sent) == 2
+    # the services run there, not here, and reach each other by name there
+    assert stack.ids() == {}
+    reply = there("podman", "exec", stack.project.container("app"), "wget", "-q", "-O", "-", "http://db:8080/")
+    assert reply.stdout.startswith("db here"), reply.stdout + reply.stderr
+
+    second = stack.shlax("up", "--on", "box", "--json")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert {k: v["status"] for k, v in service_events(second.stdout).items()} == {"db": "ok", "app": "ok"}
+    assert not [e for e in events(second.stdout) if e["event"] == "info" and "sending image" in e["message"]]
+
+    ps = stack.shlax("ps", "--on", "box", "--json")
+    assert {(r["host"], r["service"], r["state"]) for r in json.loads(ps.stdout)} == {
+        ("podhost", "db", "running"), ("podhost", "app", "running")}
+
+    down = stack.shlax("down", "--on", "box", "--volumes")
+    assert down.returncode == 0, down.stdout + down.stderr
+    label = f"label=shlax.recipe={stack.project.recipe_id}"
+    for cmd in (["ps", "-a"], ["volume", "ls"], ["network", "ls"]):
+        listed = there("podman", *cmd, "--filter", label, "--format", "{{.Name}}" if cmd[0] != "ps" else "{{.ID}}")
+        assert listed.returncode == 0 and listed.stdout.strip() == "", listed.stdout + listed.stderr

@@ -77,12 +77,13 @@ class Stack:
     def ids(self) -> dict[str, str]:
         """service -> container ID, for this recipe's containers."""
         out = podman("ps", "-a", "--filter", f"label=shlax.recipe={self.project.recipe_id}", "--format", "json")
-        return {row["Labels"]["shlax.service"]: row["Id"] for row in json.loads(out.stdout or "[]")}
+        return {row["Labels"]["shlax.service"]: row["Id"] for row in json.loads(out.stdout or "[]")
+                if not row.get("IsInfra")}
 
     def states(self) -> dict[str, str]:
         """container name -> state, for this recipe's containers."""
         out = podman("ps", "-a", "--filter", f"label=shlax.recipe={self.project.recipe_id}", "--format", "json")
-        return {row["Names"][0]: row["State"] for row in json.loads(out.stdout or "[]")}
+        return {row["Names"][0]: row["State"] for row in json.loads(out.stdout or "[]") if not row.get("IsInfra")}
 
     def leftovers(self) -> dict[str, list[str]]:
         label = f"label=shlax.recipe={self.project.recipe_id}"
@@ -349,3 +350,82 @@ def test_up_on_an_ssh_host_sends_the_images_and_runs_there(busybox_image, stack,
     for cmd in (["ps", "-a"], ["volume", "ls"], ["network", "ls"]):
         listed = there("podman", *cmd, "--filter", label, "--format", "{{.Name}}" if cmd[0] != "ps" else "{{.ID}}")
         assert listed.returncode == 0 and listed.stdout.strip() == "", listed.stdout + listed.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_pods_share_localhost_publish_ports_and_a_rebuilt_image_recreates_its_service(busybox_image, stack, nonce):
+    port, port2 = _free_port(), _free_port()
+    server = ["sh", "-c", "while true; do printf 'HTTP/1.0 200 OK\\r\\n\\r\\napi %s\\n' \"$(cat /srv/version)\" "
+                          "| nc -l -p 8080; done"]
+
+    def text(version: str, published: int) -> str:
+        return textwrap.dedent(f"""
+            [targets.app]
+            base = "{busybox_image}"
+            image = "localhost/shlax-test-svc-{nonce}"
+            steps = [ {{ run = ["sh", "-c", "mkdir -p /srv && echo {version} > /srv/version"] }} ]
+
+            [services.api]
+            image = "app"
+            command = {json.dumps(server)}
+            pod = "stack"
+            ports = ["127.0.0.1:{published}:8080"]
+            stop_timeout = 0
+
+            [services.side]
+            image = "{busybox_image}"
+            command = ["sleep", "3600"]
+            pod = "stack"
+            stop_timeout = 0
+
+            [services.client]
+            image = "{busybox_image}"
+            command = ["sleep", "3600"]
+            depends_on = ["api"]
+            stop_timeout = 0
+        """)
+
+    stack.write(text("v1", port))
+    first = stack.shlax("up", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert stack.leftovers()["pods"] == [stack.project.pod("stack")]
+    side, client = stack.project.container("side"), stack.project.container("client")
+    # in the pod: localhost; outside it: the service's name; from this machine: the pod's published port
+    assert podman("exec", side, "wget", "-q", "-O", "-", "http://localhost:8080/").stdout == "api v1\n"
+    assert podman("exec", client, "wget", "-q", "-O", "-", "http://api:8080/").stdout == "api v1\n"
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as reply:
+        assert reply.read() == b"api v1\n"
+    ids = stack.ids()
+
+    # a rebuilt image recreates the service that runs it, and only that one
+    stack.write(text("v2", port))
+    second = stack.shlax("up", "--json")
+    assert second.returncode == 0, second.stdout + second.stderr
+    ev = service_events(second.stdout)
+    assert {k: (v["status"], v["reason"]) for k, v in ev.items()} == {
+        "api": ("changed", "recreated: image changed"), "side": ("ok", ""), "client": ("ok", "")}
+    after = stack.ids()
+    assert after["side"] == ids["side"] and after["client"] == ids["client"] and after["api"] != ids["api"]
+    assert podman("exec", client, "wget", "-q", "-O", "-", "http://api:8080/").stdout == "api v2\n"
+
+    # a pod's ports changed: the pod is made again, with every container in it
+    stack.write(text("v2", port2))
+    third = stack.shlax("up", "--json")
+    assert third.returncode == 0, third.stdout + third.stderr
+    ev = service_events(third.stdout)
+    assert ev["api"]["reason"] == ev["side"]["reason"] == "recreated: pod stack: ports changed"
+    assert ev["client"]["status"] == "ok"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port2}/", timeout=30) as reply:
+        assert reply.read() == b"api v2\n"
+
+    assert stack.shlax("down").returncode == 0
+    assert stack.leftovers() == {"containers": [], "pods": [], "volumes": [], "networks": []}

@@ -429,3 +429,30 @@ def test_pods_share_localhost_publish_ports_and_a_rebuilt_image_recreates_its_se
 
     assert stack.shlax("down").returncode == 0
     assert stack.leftovers() == {"containers": [], "pods": [], "volumes": [], "networks": []}
+
+
+def test_a_service_that_cannot_start_fails_with_its_output_and_leaves_the_others(busybox_image, stack):
+    base = textwrap.dedent(f"""
+        [services.db]
+        image = "{busybox_image}"
+        command = ["sleep", "3600"]
+        stop_timeout = 0
+    """)
+    stack.write(base)
+    assert stack.shlax("up").returncode == 0
+    ids = stack.ids()
+    stack.write(base + textwrap.dedent(f"""
+        [services.bad]
+        image = "{busybox_image}"
+        command = ["/no/such/program", "--flag"]
+        depends_on = ["db"]
+        stop_timeout = 0
+    """))
+    proc = stack.shlax("up")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "db [1/2] OK" in proc.stdout
+    assert "bad [2/2] FAILED" in proc.stdout
+    assert "did not start" in proc.stdout and "/no/such/program" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert stack.ids()["db"] == ids["db"]
+    assert stack.states()[stack.project.container("db")] == "running"

@@ -169,7 +169,7 @@ def test_create_argv_keeps_recipe_values_in_one_element_each(tmp_path):
         workdir = "/-x"
     """), tmp_path / "shlax.toml")
     services = load(recipe)
-    spec = container_spec(Project.of(recipe.path), services, services.services["web"], "sha-id", {}, tmp_path)
+    spec = container_spec(Project.of(recipe.path), services.services["web"], "sha-id", {}, tmp_path)
     argv = spec.create_args()
     assert argv[-4:] == ["sha-id", "--rm", "-v", "/:/host"]
     options = argv[1:-4]

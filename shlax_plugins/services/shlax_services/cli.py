@@ -203,7 +203,7 @@ def up(args: tuple[str, ...], dry_run: bool, on: Optional[str], json_mode: bool)
             I.references(engine, selected, images, dry_run=dry_run)
             if not dry_run:
                 I.send(engine, selected, images, lambda m: session.reporter.emit("info", message=m))
-            specs = {s.name: container_spec(project, services, s, images.ids.get(s.name, "(pending)"), pods,
+            specs = {s.name: container_spec(project, s, images.ids.get(s.name, "(pending)"), pods,
                                             recipe.dir, engine.compat) for s in selected}
             plan = decide(project, selected, specs, pods, observed, images.pending)
             runner = Up(services, project, engine, session.reporter, pods, host)

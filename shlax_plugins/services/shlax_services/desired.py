@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from shlax_services import names as N
-from shlax_services.spec import Service, Services, bind_source
+from shlax_services.spec import Service, bind_source
 
 
 def _digest(value: Any) -> str:
@@ -82,7 +82,7 @@ class ContainerSpec:
         return ["create", *self.args, self.image, *(self.service.params.command or [])]
 
 
-def container_spec(project: N.Project, services: Services, svc: Service, image: str,
+def container_spec(project: N.Project, svc: Service, image: str,
                    pods: dict[str, PodSpec], recipe_dir: Path, limits: Optional[list[str]] = None) -> ContainerSpec:
     """The container ``up`` wants for ``svc``, created from ``image`` (an image ID). ``limits``:
     the ulimits the engine imposes on this machine (see :mod:`shlax_services.engine`); they are

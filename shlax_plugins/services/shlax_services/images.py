@@ -11,7 +11,7 @@ load`` there (same image ID), only when that machine lacks it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from shlax_core.backends import ImageBackend
 from shlax_core.errors import RecipeError, StepFailed
@@ -101,7 +101,7 @@ def references(engine: Engine, services: list[Service], images: Images, *, dry_r
         images.ids[svc.name] = res.output.strip().splitlines()[-1]
 
 
-def send(engine: Engine, services: list[Service], images: Images, log: callable) -> None:
+def send(engine: Engine, services: list[Service], images: Images, log: Callable[[str], None]) -> None:
     """Copy the recipe-built images the engine's machine lacks (podman save | podman load)."""
     if not engine.remote:
         return

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from shlax_core.errors import Interrupted, StepFailed
+from shlax_core.errors import StepFailed
 from shlax_core.output import Reporter
 
 from shlax_services import names as N
@@ -297,5 +297,3 @@ class _ServiceFailed(Exception):
         self.service = service
         self.error = error
 
-
-__all__ = ["Decision", "Plan", "Up", "decide", "Interrupted"]

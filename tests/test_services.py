@@ -20,8 +20,7 @@ import pytest
 
 from conftest import events, run_shlax
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shlax_plugins" / "services"))
-from shlax_services.names import Project  # noqa: E402
+from shlax_services.names import Project  # installed by ./dev setup, like every plugin
 
 # a tiny HTTP "database": answers every connection on 8080 with its name and a counter kept in
 # its volume, so a test can tell that the volume outlived the container

@@ -13,8 +13,7 @@ import pytest
 
 from conftest import run_shlax
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shlax_plugins" / "services"))
-from shlax_services.names import Project  # noqa: E402
+from shlax_services.names import Project  # installed by ./dev setup, like every plugin
 
 GOOD = """
 [targets.app]
@@ -175,3 +174,25 @@ def test_create_argv_keeps_recipe_values_in_one_element_each(tmp_path):
     options = argv[1:-4]
     assert "--env=A=--privileged" in options and "--env=B=x y" in options and "--workdir=/-x" in options
     assert all(o.startswith("--") and "=" in o for o in options)
+
+
+def test_naming_a_service_brings_its_dependencies_and_pod_mates(tmp_path):
+    from shlax_core.recipe import parse
+    from shlax_services.spec import load
+
+    recipe = parse(textwrap.dedent("""
+        [services.db]
+        image = "localhost/db:1"
+        [services.api]
+        image = "localhost/api:1"
+        pod = "stack"
+        depends_on = ["db"]
+        [services.side]
+        image = "localhost/side:1"
+        pod = "stack"
+        [services.other]
+        image = "localhost/other:1"
+    """), tmp_path / "shlax.toml")
+    services = load(recipe)
+    assert [s.name for s in services.select(["api"])] == ["db", "api", "side"]
+    assert [s.name for s in services.select([])] == ["db", "api", "side", "other"]

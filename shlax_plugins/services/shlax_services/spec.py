@@ -204,7 +204,8 @@ class Services:
     services: dict[str, Service]
 
     def select(self, names: tuple[str, ...] | list[str]) -> list[Service]:
-        """The named services and everything they depend on, in start order (all when none)."""
+        """The named services, everything they depend on and the other members of their pods, in
+        start order (all when none)."""
         for name in names:
             if name not in self.services:
                 sugg = P.closest(name, self.services)
@@ -216,8 +217,10 @@ class Services:
         def add(name: str) -> None:
             if name not in wanted:
                 wanted.add(name)
-                for dep in self.services[name].params.depends_on:
-                    add(dep)
+                svc = self.services[name]
+                mates = [s.name for s in self.services.values() if svc.params.pod and s.params.pod == svc.params.pod]
+                for other in [*svc.params.depends_on, *mates]:  # a pod is made (again) with all of its members
+                    add(other)
 
         for name in names or list(self.services):
             add(name)

@@ -123,7 +123,8 @@ def _finish(session: Any, code: int, started: float, end: bool = True) -> None:
 
 
 def _guarded(session: Any, work: Callable[[], int]) -> int:
-    """Run ``work`` with SIGTERM unwinding like Ctrl-C; a failing podman call is exit 1."""
+    """Run ``work`` with SIGTERM unwinding like Ctrl-C; a failing podman call is exit 1, a user's
+    mistake (ShlaxError) goes to the CLI's handler (exit 2) once the reporter is closed."""
     from shlax_core.runner import interruptible
 
     try:
@@ -133,6 +134,9 @@ def _guarded(session: Any, work: Callable[[], int]) -> int:
         session.reporter.warning("interrupted: what was made carries this recipe's labels; "
                                  "the next `shlax up` takes it from there")
         return 130
+    except ShlaxError:  # a user's mistake found on the machine (a name taken, no podman): exit 2
+        session.reporter.close()
+        raise
     except StepFailed as exc:
         session.reporter.emit("step_end", kind="service", target="services", host="services", index=0, total=0,
                               step="podman", status="failed",

@@ -455,3 +455,24 @@ def test_a_service_that_cannot_start_fails_with_its_output_and_leaves_the_others
     assert "Traceback" not in proc.stdout + proc.stderr
     assert stack.ids()["db"] == ids["db"]
     assert stack.states()[stack.project.container("db")] == "running"
+
+
+def test_up_never_takes_a_name_held_by_something_it_did_not_make(busybox_image, stack):
+    stack.write(textwrap.dedent(f"""
+        [services.db]
+        image = "{busybox_image}"
+        command = ["sleep", "3600"]
+    """))
+    name = stack.project.container("db")
+    theirs = podman("create", "--name", name, busybox_image, "sleep", "3600")
+    assert theirs.returncode == 0, theirs.stderr
+    try:
+        proc = stack.shlax("up")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"a container named '{name}' exists and was not made by this recipe" in proc.stderr
+        assert podman("container", "inspect", "--format", "{{.Id}}", name).stdout.strip() == theirs.stdout.strip()
+        assert stack.leftovers() == {"containers": [], "pods": [], "volumes": [], "networks": []}
+        down = stack.shlax("down")
+        assert down.returncode == 0 and podman("container", "exists", name).returncode == 0
+    finally:
+        podman("rm", "-f", "-t", "0", name)

@@ -7,6 +7,8 @@ Entry-point groups (names are the words users type in recipes):
 - ``shlax.caches``   -> a :class:`~shlax_core.downloads.Cache` subclass
 - ``shlax.commands`` -> a module implementing ``shlax_register_commands``
 - ``shlax.hooks``    -> a module of hook implementations, registered for every run
+- ``shlax.sections`` -> the parser of a top-level recipe table the plugin owns (name = the TOML
+  key, e.g. ``services``); the recipe keeps that table's raw data, the plugin validates it
 
 Loading is guarded per entry point: a plugin that fails to import is reported where it is
 needed (and listed by ``shlax plugins``), and never breaks what does not use it.
@@ -33,6 +35,7 @@ GROUPS = {
     "cache": "shlax.caches",
     "command": "shlax.commands",
     "hooks": "shlax.hooks",
+    "section": "shlax.sections",
 }
 
 #: where a user finds a plugin they do not have yet
@@ -46,6 +49,7 @@ KNOWN_PROVIDERS = {
     ("backend", "buildah"): "shlax-plugin-buildah",
     ("backend", "podman"): "shlax-plugin-podman",
     ("backend", "ssh"): "shlax-plugin-ssh",
+    ("section", "services"): "shlax-plugin-services",
 }
 
 BLOCK_ENV = "SHLAX_DISABLE_PLUGINS"

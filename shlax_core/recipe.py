@@ -15,6 +15,11 @@ Format (full reference in docs/recipes.md)::
       { run = ["make", "install"], workdir = "/app" },
     ]
 
+Any other top-level table belongs to a plugin that declares it in the ``shlax.sections``
+entry-point group (``[services.web]`` -> the ``services`` entry point): the recipe keeps its raw
+data in :attr:`Recipe.sections` and the plugin validates it, with ``recipe.locate`` for
+``file:line``. Only entry-point metadata is read; no plugin is imported.
+
 A step is a table whose *first key* names the action. Its value is either a table of the action's
 parameters or the value of the action's primary parameter; the other keys of the step are more
 parameters. Loading the recipe imports no plugin: actions and backends are resolved later, for
@@ -95,6 +100,8 @@ class Recipe:
     locate: Locator = field(repr=False, default=None)  # type: ignore[assignment]
     #: the text that was parsed (the no-op fast path keys on it, not on the file as it is later)
     source: str = field(repr=False, default="")
+    #: raw data of the top-level tables owned by plugins (``shlax.sections``), by key
+    sections: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dir(self) -> Path:
@@ -148,12 +155,7 @@ def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
     shown = shown or str(path)
     data = tomlfile.loads(text, shown)
     loc = Locator(shown, text)
-    for key in data:
-        if key not in TOP_KEYS:
-            sugg = closest(key, TOP_KEYS)
-            raise RecipeError(f"unknown top-level key {key!r}", where=loc(key),
-                              hint=f"did you mean {sugg[0]!r}?" if sugg else
-                              "a recipe has [steps] (named step lists) and [targets.NAME] tables")
+    sections = _sections(data, loc)
     raw_lists = data.get("steps", {})
     if not isinstance(raw_lists, dict):
         raise RecipeError("`steps` at the top level must be a table of named step lists",
@@ -194,7 +196,31 @@ def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
     # named lists must be valid even when no target uses them: check `use` references now
     for name, items in step_lists.items():
         _expand(items, step_lists, loc, (name,))
-    return Recipe(path, targets, step_lists, loc, text)
+    return Recipe(path, targets, step_lists, loc, text, sections)
+
+
+def _sections(data: dict[str, Any], loc: Locator) -> dict[str, Any]:
+    """The top-level tables that are not the core's, each owned by an installed plugin."""
+    extra = [key for key in data if key not in TOP_KEYS]
+    if not extra:
+        return {}
+    from shlax_core.plugins import KNOWN_PROVIDERS, Plugins  # only for recipes that need it
+
+    owners = Plugins().names("section")  # entry-point metadata only: nothing is imported
+    for key in extra:
+        if key in owners:
+            continue
+        sugg = closest(key, [*TOP_KEYS, *owners])
+        provider = KNOWN_PROVIDERS.get(("section", key))
+        if provider:
+            hint = f"[{key}] tables belong to the {provider} plugin: pip install {provider}"
+        elif sugg:
+            hint = f"did you mean {sugg[0]!r}?"
+        else:
+            hint = ("a recipe has [steps] (named step lists) and [targets.NAME] tables"
+                    + (f"; installed plugins add: {', '.join(owners)}" if owners else ""))
+        raise RecipeError(f"unknown top-level key {key!r}", where=loc(key), hint=hint)
+    return {key: data[key] for key in extra}
 
 
 def _steps(items: Any, path: str, loc: Locator) -> list[Step]:

@@ -201,6 +201,6 @@ def test_in_memory_action_runs(shlax_recipe) -> None:
 
 
 def test_unknown_kind_of_plugin_names_every_group() -> None:
-    assert set(GROUPS) == {"action", "backend", "cache", "command", "hooks"}
+    assert set(GROUPS) == {"action", "backend", "cache", "command", "hooks", "section"}
     with pytest.raises(PluginError, match="unknown cache 'nope'"):
         Plugins().load("cache", "nope")

@@ -157,7 +157,21 @@ def make_fleet(base: Path, count: int) -> Fleet:
     return fleet
 
 
+def close_masters(fleet: Fleet) -> None:
+    """End the ssh master connections shlax kept open to this fleet's hosts (ControlPersist)."""
+    try:
+        from shlax_ssh import control
+    except ImportError:
+        return
+    ports = {h.port for h in fleet.hosts}
+    for m in control.masters():
+        if str(m.get("ssh_config") or "").startswith(str(fleet.dir)) or m.get("port") in ports \
+                or str(m.get("known_hosts") or "").startswith(str(fleet.dir)):
+            control.close(m["socket"])
+
+
 def stop_fleet(fleet: Fleet) -> None:
+    close_masters(fleet)
     for host in fleet.hosts:
         fleet.stop(host)
 

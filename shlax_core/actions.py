@@ -38,11 +38,18 @@ class Action:
     #: set by the plugin loader from the entry point
     name: ClassVar[str] = ""
     version: ClassVar[str] = ""
+    #: True for actions that read the template variables themselves (``template``): they are
+    #: made once per host with :attr:`variables` set before :meth:`prepare`
+    uses_variables: ClassVar[bool] = False
 
     def __init__(self, params: Any, step: "Step", recipe: "Recipe"):
         self.params = params
         self.step = step
         self.recipe = recipe
+        #: the template variables of the machine this instance is for (see uses_variables)
+        self.variables: Mapping[str, Any] = {}
+        #: the run's template environment (:class:`shlax_core.templating.Templates`), when set
+        self.templates: Any = None
 
     def prepare(self) -> None:
         """Check host-side inputs before anything runs (missing files...): raise RecipeError."""

@@ -43,7 +43,8 @@ class Become:
     """
 
     enabled: bool = True
-    user: str = "root"
+    #: None: the backend's default (root, or the host's ``become_user``)
+    user: Optional[str] = None
 
 
 @dataclass
@@ -95,6 +96,17 @@ class Backend:
         is the recipe's directory (relative inventory files).
         """
         return [("", params)]
+
+    @classmethod
+    def variables(cls, params: Any) -> dict[str, Any]:
+        """Template variables of the machine these params reach (an inventory's host and group
+        ``vars``); they win over the recipe's and the target's ``vars``."""
+        return {}
+
+    @classmethod
+    def host_info(cls, params: Any) -> dict[str, Any]:
+        """More of ``{{ host }}`` than its ``name`` (the label): address, user, port, groups..."""
+        return {}
 
     def complete(self) -> Optional[str]:
         """Host backends: every step succeeded (never called by ``plan``). Return an image ID if

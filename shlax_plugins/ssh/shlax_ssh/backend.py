@@ -119,7 +119,7 @@ class SSHBackend(Backend):
         """Whom a call runs as through sudo: the step's choice, else the host's default."""
         if become is None:
             return self.host.become_user if self.host.become else None
-        return become.user if become.enabled else None
+        return (become.user or self.host.become_user) if become.enabled else None
 
     def _switch(self, user: Optional[str], become: Optional[Become] = None) -> list[str]:
         target = self._become_user(become)

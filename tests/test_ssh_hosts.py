@@ -160,7 +160,7 @@ def test_faults_are_per_host_and_name_the_host(ssh_fleet, tmp_path):
     assert "cannot reach badkey (intruder@h3)" in out and "authentication failed" in out
     assert "1 of 4 hosts succeeded" in out
     recap = out[out.index("recap:"):]
-    assert "web@h1" in recap and "success" in recap and recap.count("unreachable") >= 3
+    assert "  h1 " in recap and "success" in recap and recap.count("unreachable") >= 3
     # no secret in any output: not a byte of a private key
     for key in (stray, ssh_fleet.key):
         secret = "".join(key.read_text().splitlines()[1:-1])

@@ -216,16 +216,44 @@ def test_inventory_groups_and_per_host_variables(ssh_fleet, tmp_path):
     assert proc.returncode == 2 and "no group 'nope'" in proc.stderr
 
 
-def test_control_sockets_are_removed(ssh_fleet, tmp_path):
-    import glob
-    import tempfile
+def test_persist_zero_leaves_no_connection(ssh_fleet, tmp_path):
+    import os
 
-    before = set(glob.glob(f"{tempfile.gettempdir()}/shlax-ssh-*")) | set(glob.glob("/tmp/shlax-ssh-*"))
-    path = recipe(tmp_path, ssh_fleet, '["h1", "h2"]', steps='{ run = ["true"] },')
-    proc = run_shlax("run", str(path), "web")
+    env = {"SHLAX_CACHE_DIR": str(tmp_path / "cache")}
+    path = recipe(tmp_path, ssh_fleet, '["h1", "h2"]', extra="persist = 0", steps='{ run = ["true"] },')
+    proc = run_shlax("run", str(path), env=env)
     assert proc.returncode == 0, proc.stdout
-    after = set(glob.glob(f"{tempfile.gettempdir()}/shlax-ssh-*")) | set(glob.glob("/tmp/shlax-ssh-*"))
-    assert after <= before
+    import subprocess
+    import sys
+
+    folder = subprocess.run([sys.executable, "-c", "from shlax_ssh import control; print(control.control_dir())"],
+                            env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout.strip()
+    assert os.listdir(folder) == []  # no socket, no record
+    def cmdline(pid: str) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            return b""
+
+    assert [pid for pid in os.listdir("/proc") if pid.isdigit() and folder.encode() in cmdline(pid)] == []
+    assert "no open ssh master" in run_shlax("hosts", "list", env=env).stdout
+
+
+def test_a_host_without_python_gets_one_session_per_command(ssh_fleet, tmp_path):
+    """No python3 on the host: the same results, each command on its own session of the master."""
+    fake = ssh_fleet.host("h3").path("/usr/local/sbin/python3")
+    fake.write_text("#!/bin/sh\necho 'python3: not found' >&2\nexit 127\n")
+    fake.chmod(0o755)
+    try:
+        path = recipe(tmp_path, ssh_fleet, '["h3"]')
+        first = run_shlax("run", str(path), "--json")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert statuses(first.stdout).count("changed") == 5
+        assert ssh_fleet.host("h3").path("/srv/site/conf/a.ini").exists()
+        again = run_shlax("run", str(path), "--json")
+        assert statuses(again.stdout) == ["ok"] * 5
+    finally:
+        fake.unlink()
 
 
 def test_same_steps_build_an_image_and_provision_a_host(ssh_fleet, tmp_path, busybox_image):

@@ -15,6 +15,7 @@ distinct source once (a fleet renders the same string for every host).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -38,6 +39,8 @@ class _RecipeLoader(jinja2.BaseLoader):
     def __init__(self, root: Path, watched: dict[str, Optional[list[int]]]):
         self.root = os.path.realpath(root)
         self.watched = watched
+        #: per thread (hosts render in parallel): the files the current render_file() read
+        self.local = threading.local()
 
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
         path = os.path.normpath(os.path.join(self.root, template))
@@ -45,7 +48,11 @@ class _RecipeLoader(jinja2.BaseLoader):
         inside = lambda p: p == self.root or p.startswith(self.root + os.sep)  # noqa: E731
         if os.path.isabs(template) or not inside(path) or not inside(real):
             raise jinja2.TemplateNotFound(f"{template} (templates are read from the recipe's directory only)")
-        self.watched[path] = signature(path)
+        sig = signature(path)
+        self.watched[path] = sig
+        recording = getattr(self.local, "recording", None)
+        if recording is not None:
+            recording[path] = sig
         try:
             with open(path, encoding="utf-8") as f:
                 source = f.read()
@@ -63,7 +70,7 @@ class Templates:
         #: every file a template read: path -> signature taken before reading it
         self.watched: dict[str, Optional[list[int]]] = {}
         self.env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                        keep_trailing_newline=True,
+                                        keep_trailing_newline=True, cache_size=0,
                                         loader=_RecipeLoader(root, self.watched))
         self._compiled: dict[str, Any] = {}
 
@@ -89,8 +96,8 @@ class Templates:
     def render_file(self, relative: str, variables: Mapping[str, Any], *, where: Optional[str],
                     key: str) -> tuple[str, dict[str, Optional[list[int]]]]:
         """Render a template file of the recipe's directory; also the files it read (signatures)."""
-        before = dict(self.watched)
-        self.watched.clear()
+        loader: _RecipeLoader = self.env.loader  # type: ignore[assignment]
+        loader.local.recording = recording = {}
         try:
             try:
                 template = self.env.get_template(relative)
@@ -104,9 +111,9 @@ class Templates:
                 text = template.render(variables)
             except Exception as exc:  # noqa: BLE001
                 raise _error(exc, key, where, self.root) from None
-            return text, dict(self.watched)
+            return text, recording
         finally:
-            self.watched.update(before)
+            loader.local.recording = None
 
 
 def _shown(filename: Optional[str], root: Optional[Path]) -> str:

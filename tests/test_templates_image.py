@@ -198,11 +198,11 @@ def test_handlers_run_once_after_a_change_on_the_fake_host(shlax_recipe):
         backend = "fake"
         hosts = ["a", "b"]
         steps = [
-          { copy = { src = "f", dest = "/f" }, notify = "reload" },
-          { copy = { src = "g", dest = "/g" }, notify = "reload" },
+          { copy = { src = "f", dest = "/{{ host.name }}/f" }, notify = "reload" },
+          { copy = { src = "g", dest = "/{{ host.name }}/g" }, notify = "reload" },
         ]
     """, files={"f": "1", "g": "2"})
-    first = project.run()
+    first = project.run()  # (the fake hosts share one file table: each host copies to its own path)
     assert first.code == 0, first.error
     assert sorted(c for c in first.commands if c[0] == "reload") == [["reload", "a"], ["reload", "b"]]
     second = project.run()

@@ -32,7 +32,7 @@ from shlax_core.channel import BecomeRefused, Channel, ChannelLost, NoPython, bo
 from shlax_core.errors import ShlaxError, StepFailed, Unreachable
 from shlax_core.remote import EXTRACT_SCRIPT, STAT_SCRIPT, command_line, parse_stat, wrap
 
-from shlax_ssh import control
+from shlax_ssh import control, mux
 from shlax_ssh.faults import explain
 from shlax_ssh.params import SSHHost, SSHParams, expand
 
@@ -151,9 +151,13 @@ class SSHBackend(Backend):
         argv = self.ssh_argv("-T", "-o", "ControlMaster=auto", "-o", f"ControlPersist={persist}",
                              "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3")
         self._errors = tempfile.TemporaryFile()
-        # a session of its own: Ctrl-C reaches shlax, which ends the step and closes this itself
-        proc = subprocess.Popen([*argv, bootstrap_command()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=self._errors, start_new_session=True)
+        # the master a previous run left: ask it for the session directly (no ssh process at all)
+        proc: Any = mux.open_session(self._socket, bootstrap_command(), self._errors,
+                                     timeout=self.host.connect_timeout * 3)
+        if proc is None:
+            # a session of its own: Ctrl-C reaches shlax, which ends the step and closes this itself
+            proc = subprocess.Popen([*argv, bootstrap_command()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=self._errors, start_new_session=True)
         channel = Channel(proc, self.label)
         try:
             channel.open()
@@ -328,9 +332,12 @@ class SSHBackend(Backend):
         return out
 
 
-def _wait(proc: subprocess.Popen, timeout: float) -> Optional[int]:
+def _wait(proc: Any, timeout: float) -> Optional[int]:
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.terminate(proc, grace=2)
+        if isinstance(proc, mux.MuxSession):
+            proc.kill()
+        else:
+            process.terminate(proc, grace=2)
         return None

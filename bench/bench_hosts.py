@@ -261,21 +261,22 @@ def main() -> int:
             loads.append((f"{tool} first", os.getloadavg()))
             print(f"{tool}: first run ...", file=sys.stderr)
             first = run_measured(argv, cwd, env)
-            if first.code != 0:
-                print(first.out[-3000:], first.err[-3000:], file=sys.stderr)
-                raise SystemExit(f"{tool}: first run failed")
-            row = Row(first)
+            row = rows[tool] = Row(first)
+            if first.code != 0:  # reported in the table; the other tools still run
+                print(first.out[-1500:], first.err[-1500:], file=sys.stderr)
+                row.note = f"FIRST RUN FAILED (exit {first.code})"
+                continue
             for i in range(args.repeat):
                 loads.append((f"{tool} no-change {i + 1}", os.getloadavg()))
                 print(f"{tool}: no-change run {i + 1} ...", file=sys.stderr)
                 again = run_measured(argv, cwd, env)
                 if again.code != 0:
-                    print(again.out[-3000:], again.err[-3000:], file=sys.stderr)
-                    raise SystemExit(f"{tool}: no-change run failed")
+                    print(again.out[-1500:], again.err[-1500:], file=sys.stderr)
+                    row.note = f"NO-CHANGE RUN FAILED (exit {again.code})"
+                    break
                 row.again.append(again)
                 note = check_no_change(tool, again, n)
                 row.note = note if not row.note or note != "no change" else row.note
-            rows[tool] = row
         if "shlax" in runs:
             ssh_per_host = _ssh_processes_per_host(runs["shlax"], n)
     finally:
@@ -295,6 +296,10 @@ def main() -> int:
     print(f"\n{'tool':<9} {'first':>8} {'no-change (median; runs)':>30} {'CPU/host first':>15} "
           f"{'CPU/host no-chg':>16} {'peak RSS':>9}  notes")
     for tool, row in rows.items():
+        if not row.again:
+            print(f"{tool:<9} {row.first.wall:>7.2f}s {'-':>30} {row.first.cpu / n:>14.3f}s {'-':>16} "
+                  f"{row.first.rss_mb:>7.0f}MB  {row.note}")
+            continue
         med = statistics.median(m.wall for m in row.again) if row.again else float("nan")
         cpu = statistics.median(m.cpu for m in row.again) / n if row.again else float("nan")
         runs_text = ", ".join(f"{m.wall:.2f}" for m in row.again)
@@ -303,13 +308,13 @@ def main() -> int:
               f"{cpu:>15.3f}s {rss:>7.0f}MB  {row.note}")
     if "shlax" in rows and "ssh_per_host" in dir():
         print(f"\nshlax ssh client processes per host per run: {ssh_per_host}")
-    if "shlax" in rows and len(rows) > 1:
+    if "shlax" in rows and rows["shlax"].again and len(rows) > 1:
         s = rows["shlax"]
         s_again = statistics.median(m.wall for m in s.again)
         s_cpu = statistics.median(m.cpu for m in s.again) / n
         print("\nratios shlax / peer   first run   no-change   CPU/host no-change")
         for tool, row in rows.items():
-            if tool == "shlax":
+            if tool == "shlax" or not row.again:
                 continue
             again = statistics.median(m.wall for m in row.again)
             cpu = statistics.median(m.cpu for m in row.again) / n

@@ -40,6 +40,13 @@ def send(header, payload=b""):
     _OUT.flush()
 
 
+def write_all(stream, data):
+    """Write every byte to an unbuffered pipe (a raw write may take only part)."""
+    view = memoryview(data)
+    while view:
+        view = view[stream.write(view):]
+
+
 def read_exact(stream, n):
     chunks = []
     while n:
@@ -182,10 +189,10 @@ def child(user):
         return found
     boot = ("import sys,zlib;_S=zlib.decompress(sys.stdin.buffer.read(%d));exec(_S)"
             % len(_packed()))
+    # unbuffered pipes: relay() selects on the child's stdout, so no frame may wait in a buffer
     proc = subprocess.Popen(["sudo", "-n", "-H", "-u", user, "--", sys.executable, "-c", boot],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdin.write(_packed())
-    proc.stdin.flush()
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    write_all(proc.stdin, _packed())
     hello, _ = receive(proc.stdout)
     if hello is None:
         err = proc.stderr.read().decode("utf-8", "replace").strip()
@@ -210,8 +217,7 @@ def relay(proc, header, payload):
     """Hand a request to a become-child and copy its frames back until the final one."""
     data = json.dumps(header).encode()
     try:
-        proc.stdin.write(_HEAD.pack(len(data), len(payload)) + data + payload)
-        proc.stdin.flush()
+        write_all(proc.stdin, _HEAD.pack(len(data), len(payload)) + data + payload)
     except OSError:
         send({"t": "error", "message": "the helper for user %s ended" % header.get("as")})
         return

@@ -284,7 +284,14 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "shlax_core", "hosts", "close"],
                            env={**os.environ, "SHLAX_CACHE_DIR": str(cache)}, capture_output=True)
         stop_fleet(fleet)
+    try:
+        report(rows, loads, peers, n, locals().get("ssh_per_host"))
+    finally:  # hundreds of venvs and /etc copies: slow to remove, so after the table
         shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(rows: dict[str, Row], loads: list, peers: dict, n: int, ssh_per_host: object) -> None:
 
     print(f"\n{n} hosts, steps: apt {' '.join(PACKAGES)} present; a per-host directory and templated file; "
           f"pip {PIP_PACKAGE} in a venv")
@@ -306,7 +313,7 @@ def main() -> int:
         rss = max([row.first.rss_mb, *(m.rss_mb for m in row.again)])
         print(f"{tool:<9} {row.first.wall:>7.2f}s {med:>7.2f}s ({runs_text:>19}) {row.first.cpu / n:>14.3f}s "
               f"{cpu:>15.3f}s {rss:>7.0f}MB  {row.note}")
-    if "shlax" in rows and "ssh_per_host" in dir():
+    if "shlax" in rows and ssh_per_host:
         print(f"\nshlax ssh client processes per host per run: {ssh_per_host}")
     if "shlax" in rows and rows["shlax"].again and len(rows) > 1:
         s = rows["shlax"]
@@ -322,7 +329,7 @@ def main() -> int:
                   f"{s_cpu / cpu:>12.2f}x")
         if "pyinfra" in rows:
             print("  targets vs pyinfra: first <= 0.7x, no-change <= 0.5x, CPU/host <= 1.0x; peak RSS <= 60 MB")
-    return 0
+    sys.stdout.flush()
 
 
 def _ssh_processes_per_host(run: tuple, n: int) -> str:

@@ -277,8 +277,8 @@ def main() -> int:
                 row.again.append(again)
                 note = check_no_change(tool, again, n)
                 row.note = note if not row.note or note != "no change" else row.note
-        if "shlax" in runs:
-            ssh_per_host = _ssh_processes_per_host(runs["shlax"], n)
+            if tool == "shlax" and row.again:  # now, while the masters of its runs are still open
+                ssh_per_host = _ssh_processes_per_host(runs["shlax"], n)
     finally:
         if "shlax" in wanted:  # close the masters shlax kept for this fleet
             subprocess.run([sys.executable, "-m", "shlax_core", "hosts", "close"],

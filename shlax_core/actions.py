@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
 
-from shlax_core.backends import Mount, NoParams
+from shlax_core.backends import Become, Mount, NoParams, Stat
 from shlax_core.process import Exec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +45,9 @@ class Action:
     #: set by the plugin loader from the entry point
     name: ClassVar[str] = ""
     version: ClassVar[str] = ""
+    #: True for actions that read the template variables themselves (``template``): they are
+    #: made once per host with :attr:`variables` set before :meth:`prepare`
+    uses_variables: ClassVar[bool] = False
 
     @classmethod
     def key_version(cls) -> str:
@@ -55,6 +58,10 @@ class Action:
         self.params = params
         self.step = step
         self.recipe = recipe
+        #: the template variables of the machine this instance is for (see uses_variables)
+        self.variables: Mapping[str, Any] = {}
+        #: the run's template environment (:class:`shlax_core.templating.Templates`), when set
+        self.templates: Any = None
 
     def prepare(self) -> None:
         """Check host-side inputs before anything runs (missing files...): raise RecipeError."""
@@ -101,6 +108,8 @@ class StepContext:
     mounts: list[Mount] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     log: Callable[[str], None] = lambda line: None
+    #: the step's ``become`` / ``become_user`` options; None: the backend's default
+    become: Optional[Become] = None
 
     @property
     def offline(self) -> bool:
@@ -123,7 +132,24 @@ class StepContext:
             merged.update(env)
         return self.backend.run(list(argv), env=merged, workdir=workdir, user=user,
                                 mounts=[*self.mounts, *mounts], stdin=stdin, check=check,
-                                capture=capture, output=None if quiet else self.log)
+                                capture=capture, output=None if quiet else self.log, **self._become())
+
+    def _become(self) -> dict[str, Any]:
+        # only steps that set become pass it: backends without become support never see it
+        return {"become": self.become} if self.become is not None else {}
+
+    def stat(self, path: str) -> Stat:
+        """The backend's :meth:`~shlax_core.backends.Backend.stat`, as this step's user."""
+        return self.backend.stat(path, **self._become())
+
+    def stat_many(self, paths: Sequence[str]) -> list[Stat]:
+        """Several paths in one call (one round trip on backends that reach a machine)."""
+        return self.backend.stat_many(list(paths), **self._become())
+
+    def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
+                    paths: Sequence[str] = ()) -> None:
+        """The backend's :meth:`~shlax_core.backends.Backend.put_archive`, as this step's user."""
+        self.backend.put_archive(archive, dest, owner=owner, paths=paths, **self._become())
 
     def facts(self) -> dict[str, str]:
         return self.backend.facts()

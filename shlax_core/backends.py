@@ -31,6 +31,22 @@ class Mount:
     readonly: bool = False
 
 
+@dataclass(frozen=True)
+class Become:
+    """Who one call runs as, chosen per step (``become`` / ``become_user`` step options).
+
+    Backends receive it with every ``run``, ``put_archive``, ``stat`` and ``stat_many`` call of
+    a step that sets it; ``None`` there means "the backend's own default" (e.g. the ssh host's
+    ``become``). ``enabled=False`` forces the login user even where the default is to become.
+    Each backend says how it switches (sudo on ssh, ``--user`` on containers); one that cannot
+    keeps ``supports_become = False`` and recipes asking for it are refused before anything runs.
+    """
+
+    enabled: bool = True
+    #: None: the backend's default (root, or the host's ``become_user``)
+    user: Optional[str] = None
+
+
 @dataclass
 class NoParams:
     """A backend or action that takes no options."""
@@ -56,6 +72,8 @@ class Backend:
 
     kind: ClassVar[str] = "host"
     Params: ClassVar[type] = NoParams
+    #: honours the ``become`` argument of run/put_archive/stat/stat_many (see :class:`Become`)
+    supports_become: ClassVar[bool] = False
     #: set by the plugin loader from the entry point
     name: ClassVar[str] = ""
     version: ClassVar[str] = ""
@@ -79,6 +97,17 @@ class Backend:
         """
         return [("", params)]
 
+    @classmethod
+    def variables(cls, params: Any) -> dict[str, Any]:
+        """Template variables of the machine these params reach (an inventory's host and group
+        ``vars``); they win over the recipe's and the target's ``vars``."""
+        return {}
+
+    @classmethod
+    def host_info(cls, params: Any) -> dict[str, Any]:
+        """More of ``{{ host }}`` than its ``name`` (the label): address, user, port, groups..."""
+        return {}
+
     def complete(self) -> Optional[str]:
         """Host backends: every step succeeded (never called by ``plan``). Return an image ID if
         one was made (podman's ``commit``), else None."""
@@ -94,12 +123,16 @@ class Backend:
             workdir: Optional[str] = None, user: Optional[str] = None,
             mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
             check: bool = True, capture: bool = False,
-            output: Optional[Callable[[str], None]] = None) -> Exec:
-        """Run one argv list on the target, streaming output lines to ``output``."""
+            output: Optional[Callable[[str], None]] = None, become: Optional[Become] = None) -> Exec:
+        """Run one argv list on the target, streaming output lines to ``output``.
+
+        ``become`` is passed only by steps that set it (and only to backends with
+        ``supports_become``); None means the backend's default.
+        """
         raise NotImplementedError
 
     def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
-                    paths: Sequence[str] = ()) -> None:
+                    paths: Sequence[str] = (), become: Optional[Become] = None) -> None:
         """Extract a tar archive (made by the core) at ``dest``, keeping its modes.
 
         With ``owner`` ("user" or "user:group", names resolved in the target), the extracted
@@ -107,9 +140,27 @@ class Backend:
         """
         raise NotImplementedError
 
-    def stat(self, path: str) -> Stat:
+    def stat(self, path: str, become: Optional[Become] = None) -> Stat:
         """Existence, mode and sha256 of a file on the target (used by checks on host backends)."""
         raise NotImplementedError
+
+    def stat_many(self, paths: Sequence[str], become: Optional[Become] = None) -> list[Stat]:
+        """:meth:`stat` of several paths; backends that reach a machine answer in one round trip."""
+        if become is None:
+            return [self.stat(p) for p in paths]
+        return [self.stat(p, become=become) for p in paths]
+
+    def host_facts(self) -> dict[str, str]:
+        """``hostname``, ``distribution``, ``release``, ``codename``, ``architecture`` of the
+        target, for templates (``{{ facts.hostname }}``); gathered once, only when a template
+        uses them. Backends that learn them while connecting override this for free."""
+        cached = getattr(self, "_host_facts", None)
+        if cached is None:
+            res = self.run(["uname", "-n", "-m"], check=False, capture=True)
+            name, _, arch = (res.output.strip() if res.ok else "").partition(" ")
+            cached = facts_from(self.facts(), name, arch)
+            self._host_facts = cached
+        return cached
 
     def facts(self) -> dict[str, str]:
         """Key/values from the target's /etc/os-release (cached per backend): ID, VERSION_CODENAME..."""
@@ -180,6 +231,13 @@ def parse_os_release(text: str) -> dict[str, str]:
             k, v = line.split("=", 1)
             facts[k.strip()] = v.strip().strip('"').strip("'")
     return facts
+
+
+def facts_from(os_release: Mapping[str, str], hostname: str, architecture: str) -> dict[str, str]:
+    """The template facts from a target's /etc/os-release and uname."""
+    return {"hostname": hostname, "architecture": architecture,
+            "distribution": os_release.get("ID", ""), "release": os_release.get("VERSION_ID", ""),
+            "codename": os_release.get("VERSION_CODENAME", "")}
 
 
 def replace(params: Any, **changes: Any) -> Any:

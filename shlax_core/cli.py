@@ -82,6 +82,8 @@ _common = [
     click.option("--offline", is_flag=True, help="Use only cached downloads; never touch the network."),
     click.option("--no-cache", is_flag=True, help="Rebuild every layer (download caches still used)."),
     click.option("--pull", is_flag=True, help="Pull registry base images again to notice new upstream versions."),
+    click.option("--var", "vars", multiple=True, metavar="NAME=VALUE",
+                 help="A template variable, over the recipe's and the inventory's (repeatable)."),
 ]
 
 

@@ -128,14 +128,14 @@ class PlainReporter(Reporter):
         elif e == "target_start":
             self.write(f"{_where(d)}: {d.get('backend')} target, {d.get('steps')} steps", host)
         elif e == "step_start":
-            self.write(f"{_where(d)} [{d['index']}/{d['total']}] {'RUN':<7} {d['step']}", host)
+            self.write(f"{_where(d)} {_position(d)} {'RUN':<7} {d['step']}", host)
         elif e == "output" and self.show_output:
             self.write(f"    | {d['line']}", host)
         elif e == "step_end":
             word = STATUS_WORDS.get(d["status"], d["status"].upper())
             extra = f" ({fmt_time(d['elapsed'])})" if d.get("elapsed") else ""
             reason = f" - {d['reason']}" if d.get("reason") else ""
-            self.write(f"{_where(d)} [{d['index']}/{d['total']}] {word:<7} {d['step']}{extra}{reason}", host)
+            self.write(f"{_where(d)} {_position(d)} {word:<7} {d['step']}{extra}{reason}", host)
             if d["status"] in ("failed", "unreachable"):
                 for line in _failure_lines(d):
                     self.write(line, host)
@@ -146,11 +146,31 @@ class PlainReporter(Reporter):
                 self.stream.write("\n".join(lines) + "\n")
                 self.stream.flush()
         elif e == "run_end":
+            self.flush()  # hosts stopped before their end (Ctrl-C): their finished steps still show
             for line in d.get("recap_lines", []):
                 self.write(line)
             self.write(f"{d['status']} in {fmt_time(d['elapsed'])}")
         elif e in ("warning", "info"):
             self.write(f"{e}: {d['message']}", host)
+
+
+    def flush(self) -> None:
+        """Write every host's buffered lines now."""
+        for lines in self.buffers.values():
+            if lines:
+                self.stream.write("\n".join(lines) + "\n")
+        self.buffers.clear()
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+
+def _position(d: dict[str, Any]) -> str:
+    """``[3/5]``, or ``[handler NAME]`` for a handler's step."""
+    if d.get("handler"):
+        return f"[handler {d['handler']}]"
+    return f"[{d['index']}/{d['total']}]"
 
 
 class LiveReporter(PlainReporter):
@@ -182,7 +202,7 @@ class LiveReporter(PlainReporter):
         grid = Table.grid(padding=(0, 1))
         for key, d in list(self.running.items()):
             elapsed = time.monotonic() - d["_t"]
-            grid.add_row(Text(f"{_where(d)} [{d['index']}/{d['total']}]", style="bold"),
+            grid.add_row(Text(f"{_where(d)} {_position(d)}", style="bold"),
                          Text("RUN", style="yellow"), Text(d["step"]), Text(fmt_time(elapsed), style="dim"))
             for line in list(self.tails.get(key, ())):
                 grid.add_row("", "", Text("│ " + line[:200], style="dim"), "")
@@ -208,7 +228,7 @@ class LiveReporter(PlainReporter):
             self.tails.pop(key, None)
             status = d["status"]
             line = Text()
-            line.append(f"{_where(d)} [{d['index']}/{d['total']}] ", style="bold")
+            line.append(f"{_where(d)} {_position(d)} ", style="bold")
             line.append(f"{STATUS_WORDS.get(status, status.upper()):<7} ", style=STATUS_STYLE.get(status, ""))
             line.append(d["step"])
             if d.get("elapsed"):

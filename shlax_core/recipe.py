@@ -39,8 +39,10 @@ from shlax_core.locate import Locator
 from shlax_core.params import closest
 
 DEFAULT_FILE = "shlax.toml"
-TOP_KEYS = ("steps", "targets")
-TARGET_CORE_KEYS = ("backend", "steps", "description")
+TOP_KEYS = ("steps", "targets", "vars", "handlers")
+TARGET_CORE_KEYS = ("backend", "steps", "description", "vars")
+#: keys of a step that belong to the step, not to its action
+STEP_OPTIONS = ("become", "become_user", "notify")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -54,6 +56,13 @@ class Step:
     path: str
     where: str
     via: tuple[str, ...] = ()
+    #: step options: run this step through the backend's privilege switch (None: the target's default)
+    become: Optional[bool] = None
+    become_user: Optional[str] = None
+    #: handlers to run at the end of the host's run when this step changed something
+    notify: tuple[str, ...] = ()
+    #: the handler this step belongs to ([handlers] table), if any
+    handler: Optional[str] = None
 
     def data(self, primary: Optional[str]) -> tuple[dict[str, Any], str]:
         """The parameters as one table, and the key path they live at (for errors)."""
@@ -86,6 +95,8 @@ class Target:
     where: str
     description: str = ""
     locate: Optional[Locator] = field(repr=False, default=None)
+    #: the target's own ``vars`` table (over the recipe's ``[vars]``)
+    vars: dict[str, Any] = field(default_factory=dict)
 
     def where_of(self, key: str) -> str:
         """``file:line`` of one of this target's keys (``base``, ``hosts[1]``), for backends' errors."""
@@ -102,6 +113,10 @@ class Recipe:
     source: str = field(repr=False, default="")
     #: raw data of the top-level tables owned by plugins (``shlax.sections``), by key
     sections: dict[str, Any] = field(default_factory=dict)
+    #: ``[vars]``: variables for every step's templates
+    vars: dict[str, Any] = field(default_factory=dict)
+    #: ``[handlers]``: named step lists run at the end of a host's run when notified
+    handlers: dict[str, list[Step]] = field(default_factory=dict)
 
     @property
     def dir(self) -> Path:
@@ -163,6 +178,8 @@ def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
     step_lists: dict[str, list[Step]] = {}
     for name, items in raw_lists.items():
         step_lists[name] = _steps(items, f"steps.{name}", loc)
+    recipe_vars = _vars(data.get("vars", {}), "vars", loc)
+    handlers = _handlers(data.get("handlers", {}), step_lists, loc)
     raw_targets = data.get("targets", {})
     if not isinstance(raw_targets, dict):
         raise RecipeError("`targets` must be a table of targets", where=loc("targets"),
@@ -192,11 +209,14 @@ def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
         description = raw.get("description", "")
         if not isinstance(description, str):
             raise RecipeError(f"{tpath}.description must be a string", where=loc(f"{tpath}.description"))
-        targets[name] = Target(name, backend, options, steps, tpath, loc(tpath), description, loc)
+        target_vars = _vars(raw.get("vars", {}), f"{tpath}.vars", loc)
+        _check_notify(steps, handlers)
+        targets[name] = Target(name, backend, options, steps, tpath, loc(tpath), description, locate=loc,
+                               vars=target_vars)
     # named lists must be valid even when no target uses them: check `use` references now
     for name, items in step_lists.items():
-        _expand(items, step_lists, loc, (name,))
-    return Recipe(path, targets, step_lists, loc, text, sections)
+        _check_notify(_expand(items, step_lists, loc, (name,)), handlers)
+    return Recipe(path, targets, step_lists, loc, text, sections=sections, vars=recipe_vars, handlers=handlers)
 
 
 def _sections(data: dict[str, Any], loc: Locator) -> dict[str, Any]:
@@ -223,6 +243,64 @@ def _sections(data: dict[str, Any], loc: Locator) -> dict[str, Any]:
     return {key: data[key] for key in extra}
 
 
+#: names templates give a meaning of their own (see docs/recipes.md)
+RESERVED_VARS = ("host", "facts", "target")
+_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _vars(raw: Any, path: str, loc: Locator) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise RecipeError(f"`{path}` must be a table of variables", where=loc(path),
+                          hint='write [vars] then port = 8080, or vars = { port = 8080 }')
+    for key in raw:
+        check_var_name(key, f"{path}.{key}", loc(f"{path}.{key}"))
+    return dict(raw)
+
+
+def check_var_name(key: str, path: str, where: Optional[str]) -> None:
+    """Variable names are template identifiers, and not one of the reserved names."""
+    if not _VAR.match(key):
+        raise RecipeError(f"{path}: variable name {key!r} must be letters, digits and '_', not starting "
+                          "with a digit", where=where, hint="templates name it {{ NAME }}")
+    if key in RESERVED_VARS:
+        raise RecipeError(f"{path}: {key!r} is reserved for templates ({', '.join(RESERVED_VARS)})",
+                          where=where, hint="choose another name")
+
+
+def _handlers(raw: Any, lists: dict[str, list[Step]], loc: Locator) -> dict[str, list[Step]]:
+    if not isinstance(raw, dict):
+        raise RecipeError("`handlers` must be a table of named steps", where=loc("handlers"),
+                          hint='write [handlers] then restart-web = { service = "nginx", state = "restarted" }')
+    out: dict[str, list[Step]] = {}
+    for name, value in raw.items():
+        path = f"handlers.{name}"
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list):
+            steps = _steps(items, path, loc)
+        else:
+            steps = _steps(items, path, loc)
+            steps = [Step(s.action, s.value, s.options, path, s.where, become=s.become,
+                          become_user=s.become_user, notify=s.notify) for s in steps]
+        steps = _expand(steps, lists, loc, ())
+        for step in steps:
+            if step.notify:
+                raise RecipeError(f"{step.path}: a handler cannot notify other handlers", where=step.where,
+                                  hint="list every step the handler runs in the handler itself")
+            step.handler = name
+        out[name] = steps
+    return out
+
+
+def _check_notify(steps: list[Step], handlers: dict[str, list[Step]]) -> None:
+    for step in steps:
+        for name in step.notify:
+            if name not in handlers:
+                sugg = closest(name, handlers)
+                raise RecipeError(f"{step.path}: notify names no handler {name!r}", where=step.where,
+                                  hint=(f"did you mean {sugg[0]!r}? " if sugg else "")
+                                  + f"handlers: {', '.join(handlers) or 'none (declare them under [handlers])'}")
+
+
 def _steps(items: Any, path: str, loc: Locator) -> list[Step]:
     if not isinstance(items, list):
         raise RecipeError(f"{path} must be a list of steps", where=loc(path),
@@ -235,8 +313,32 @@ def _steps(items: Any, path: str, loc: Locator) -> list[Step]:
                               where=loc(spath))
         action, value = next(iter(item.items()))
         options = dict(list(item.items())[1:])
-        steps.append(Step(action, value, options, spath, loc(spath)))
+        become, become_user, notify = _step_options(options, spath, loc)
+        steps.append(Step(action, value, options, spath, loc(spath), become=become, become_user=become_user,
+                          notify=notify))
     return steps
+
+
+def _step_options(options: dict[str, Any], path: str, loc: Locator
+                  ) -> tuple[Optional[bool], Optional[str], tuple[str, ...]]:
+    """Take the step's own keys (become, become_user, notify) out of its action's parameters."""
+    become = options.pop("become", None)
+    if become is not None and not isinstance(become, bool):
+        raise RecipeError(f"{path}.become must be true or false", where=loc(f"{path}.become"),
+                          hint="become = true runs this step through sudo (as root, or become_user)")
+    become_user = options.pop("become_user", None)
+    if become_user is not None and (not isinstance(become_user, str) or not become_user
+                                    or become_user.startswith("-")):
+        raise RecipeError(f"{path}.become_user must be a user name", where=loc(f"{path}.become_user"))
+    notify = options.pop("notify", [])
+    if isinstance(notify, str):
+        notify = (notify,)
+    elif isinstance(notify, list) and all(isinstance(n, str) for n in notify):
+        notify = tuple(notify)
+    else:
+        raise RecipeError(f"{path}.notify must be a handler name or a list of them", where=loc(f"{path}.notify"),
+                          hint='write notify = "restart-web"')
+    return become, become_user, notify
 
 
 def _expand(steps: list[Step], lists: dict[str, list[Step]], loc: Locator,
@@ -244,10 +346,13 @@ def _expand(steps: list[Step], lists: dict[str, list[Step]], loc: Locator,
     out: list[Step] = []
     for step in steps:
         if step.action != "use":
-            out.append(Step(step.action, step.value, step.options, step.path, step.where, chain))
+            out.append(Step(step.action, step.value, step.options, step.path, step.where, chain,
+                            become=step.become, become_user=step.become_user, notify=step.notify,
+                            handler=step.handler))
             continue
         name = step.value
-        if step.options or not isinstance(name, str):
+        if step.options or not isinstance(name, str) or step.notify or step.become is not None \
+                or step.become_user is not None:
             raise RecipeError(f"{step.path}: `use` takes the name of a step list, alone",
                               where=step.where, hint='write { use = "python" }')
         if name not in lists:

@@ -1,17 +1,20 @@
 """Resolve a recipe's selected targets: load their backends and actions, validate every parameter.
 
 Everything a user can get wrong is checked here, before anything runs, so a bad recipe runs
-nothing and leaves nothing behind.
+nothing and leaves nothing behind. Steps holding templates are validated once their variables
+are known (:mod:`shlax_core.binding`), still before anything runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shlax_core import params as P
 from shlax_core.actions import Action
 from shlax_core.backends import Backend
+from shlax_core.binding import StepPlan, known_keys, plan_step
+from shlax_core.variables import has_templates
 from shlax_core.errors import RecipeError, ShlaxError, place
 from shlax_core.recipe import Recipe, Step, Target
 from shlax_core.session import Session
@@ -22,7 +25,11 @@ class Resolved:
     target: Target
     backend_cls: type[Backend]
     backend_params: Any
+    #: the bound actions, in step order (image targets, once bound; see Runner)
     actions: list[Action]
+    plans: list[StepPlan] = field(default_factory=list)
+    #: the handlers this target's steps notify, by name, in [handlers] order
+    handlers: dict[str, list[StepPlan]] = field(default_factory=dict)
 
 
 def resolve(recipe: Recipe, names: tuple[str, ...] | list[str], session: Session) -> list[Resolved]:
@@ -40,37 +47,52 @@ def resolve(recipe: Recipe, names: tuple[str, ...] | list[str], session: Session
                               what="option")
         except ShlaxError as exc:
             raise place(exc, recipe.locate, target.path) from None
-        out.append(Resolved(target, backend_cls, bparams, [_action(recipe, step, session) for step in target.steps]))
+        plans = [_plan(step, backend_cls, plugins, recipe) for step in target.steps]
+        notified = {name for step in target.steps for name in step.notify}
+        handlers = {name: [_plan(step, backend_cls, plugins, recipe) for step in steps]
+                    for name, steps in recipe.handlers.items() if name in notified}
+        actions = [p.action for p in plans if p.action is not None]
+        out.append(Resolved(target, backend_cls, bparams, actions if len(actions) == len(plans) else [],
+                            plans, handlers))
     _check_unused_lists(recipe, session)
     return out
 
 
-def _action(recipe: Recipe, step: Step, session: Session, prepare: bool = True) -> Action:
-    plugins = session.plugins
+def _plan(step: Step, backend_cls: type[Backend], plugins: Any, recipe: Recipe) -> StepPlan:
+    if (step.become is not None or step.become_user is not None) and not backend_cls.supports_become:
+        raise RecipeError(f"{step.path}: the {backend_cls.name or 'selected'} backend cannot switch users "
+                          "per step (become)", where=step.where,
+                          hint="remove become/become_user from the step, or use a backend that supports it")
     try:
-        cls = plugins.load("action", step.action, where=step.where)
-        data, path = step.data(cls.primary)
-        params = P.build(cls.Params, data, path=path, locate=recipe.locate)
-        action = cls(params, step, recipe)
-        if prepare:
-            action.prepare()
-        for cache in action.cache_names():
+        plan = plan_step(step, plugins, recipe)
+        for cache in plan.cls.caches if plan.action is None else plan.action.cache_names():
             if not plugins.has("cache", cache):
                 raise RecipeError(f"{step.path}: unknown cache {cache!r}", where=step.where,
                                   hint=f"installed caches: {', '.join(plugins.names('cache')) or 'none'}")
     except ShlaxError as exc:
         raise place(exc, recipe.locate, step.path) from None
-    return action
+    return plan
 
 
 def _check_unused_lists(recipe: Recipe, session: Session) -> None:
     """A ``[steps]`` list no target uses is still checked (docs/recipes.md): each step's action is
     loaded by name and its parameters validated, as for a target's steps; nothing runs, and host
-    files are not looked at (that is for the target that uses the list)."""
+    files are not looked at (that is for the target that uses the list). Parameters holding
+    templates are checked for unknown names only (their values depend on the machine)."""
     used = {name for target in recipe.targets.values() for step in target.steps for name in step.via}
+    plugins = session.plugins
     for name, steps in recipe.step_lists.items():
         if name in used:
             continue
         for step in steps:
-            if step.action != "use":  # a list it uses is checked on its own
-                _action(recipe, step, session, prepare=False)
+            if step.action == "use":  # a list it uses is checked on its own
+                continue
+            try:
+                cls = plugins.load("action", step.action, where=step.where)
+                data, path = step.data(cls.primary)
+                if cls.uses_variables or has_templates(data):
+                    known_keys(cls.Params, data, path, recipe)
+                else:
+                    P.build(cls.Params, data, path=path, locate=recipe.locate)
+            except ShlaxError as exc:
+                raise place(exc, recipe.locate, step.path) from None

@@ -11,33 +11,23 @@ import contextlib
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 from shlax_core import __version__
 from shlax_core.actions import Action, StepContext
 from shlax_core.backends import Backend, ImageBackend
+from shlax_core.binding import Binder, become_of
 from shlax_core.cache import history, keys
-from shlax_core.errors import Interrupted, ShlaxError, StepFailed, Unreachable, place
+from shlax_core.errors import Interrupted, RecipeError, ShlaxError, StepFailed, place
+from shlax_core.hostrun import HostResult, HostRuns
 from shlax_core.params import canonical
 from shlax_core.recipe import Recipe
 from shlax_core.resolve import Resolved, resolve
 from shlax_core.session import Session
 from shlax_core.status import Status
+from shlax_core.variables import merged, parse_cli
 
-
-@dataclass
-class HostResult:
-    target: str
-    host: str
-    counts: dict[str, int] = field(default_factory=dict)
-    status: str = "success"   # success | failed | unreachable | interrupted | skipped
-    image: Optional[str] = None
-    fleet: bool = False       # a host-backend machine (listed in the recap)
-
-    def add(self, status: str) -> None:
-        self.counts[status] = self.counts.get(status, 0) + 1
+__all__ = ["Runner", "HostResult", "shielded", "interruptible"]
 
 
 @contextlib.contextmanager
@@ -73,17 +63,20 @@ def interruptible() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-class Runner:
+class Runner(HostRuns):
     def __init__(self, recipe: Recipe, session: Session):
         self.recipe = recipe
         self.session = session
         self.reporter = session.reporter
         self.results: list[HostResult] = []
         self._instances: dict[int, list[tuple[str, Any]]] = {}
+        self._bound: dict[tuple[int, int], Any] = {}
         self._abort = threading.Event()
         #: user errors only running could reveal (a base missing offline, a host's own problem):
         #: each failed its step like a command would, and the run exits 2
         self.user_errors: list[ShlaxError] = []
+        self.binder = Binder(recipe, session)
+        self._cli_vars: dict[str, Any] = {}
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self, names: tuple[str, ...] | list[str] = (), *, plan: bool = False, jobs: int = 10,
@@ -94,12 +87,21 @@ class Runner:
         from shlax_core import fastpath
 
         opts = self.session.options
+        self._cli_vars = parse_cli(opts.get("vars"))
+        # a run with --var records nothing: the fast path knows only the recipe's own variables
         plain = not (plan or self.session.no_cache or self.session.pull or opts.get("push")
-                     or opts.get("cache_to") or opts.get("cache_from") or not opts.get("tls_verify", True))
+                     or opts.get("cache_to") or opts.get("cache_from") or not opts.get("tls_verify", True)
+                     or self._cli_vars)
         self._fast: Optional[dict[str, Any]] = {"guards": {}, "images": []} if plain else None
         fastpath.forget(self.recipe.path, list(names))
         # fleets expand now, so a bad inventory is an error before anything runs
         self._instances = {id(r): self._expand(r) for r in resolved if not issubclass(r.backend_cls, ImageBackend)}
+        # every template is rendered now too: an undefined variable runs nothing
+        for r in resolved:
+            if issubclass(r.backend_cls, ImageBackend):
+                self._bind_image(r)
+            else:
+                self.prebind(r)
         for error in self.session.plugins.load_hooks():
             self.reporter.warning(f"{error.message} (skipped)")
         started = time.monotonic()
@@ -138,28 +140,30 @@ class Runner:
         except ShlaxError as exc:
             raise place(exc, self.recipe.locate, r.target.path) from None
 
-    def _recap_lines(self) -> list[str]:
-        """The fleet recap: one row per host (shown when a run reached several hosts or one failed)."""
-        hosts = [r for r in self.results if r.fleet]
-        if not hosts or (len(hosts) < 2 and all(r.status == "success" for r in hosts)):
-            return []
-        names = [f"{r.target}@{r.host}" if r.host != r.target else r.target for r in hosts]
-        width = max(len(n) for n in [*names, "host"])
-        change = "change" if any("change" in r.counts for r in hosts) else "changed"
-        lines = ["", "recap:", f"  {'host':<{width}}  {'ok':>4} {change:>7} {'failed':>6} {'unreachable':>11}  status"]
-        for name, r in zip(names, hosts):
-            c = r.counts
-            failed = c.get("failed", 0) if r.status != "unreachable" else 0
-            lines.append(f"  {name:<{width}}  {c.get('ok', 0):>4} {c.get(change, 0):>7} {failed:>6} "
-                         f"{1 if r.status == 'unreachable' else 0:>11}  {r.status}")
-        bad = sum(r.status != "success" for r in hosts)
-        lines.append(f"  {len(hosts) - bad} of {len(hosts)} hosts succeeded")
-        return lines
+    def _bind_image(self, r: Resolved) -> None:
+        """Image targets get the recipe's and the target's variables (no host, no facts)."""
+        if all(p.action is not None for p in r.plans):
+            return
+        from shlax_core.templating import UndefinedVariable
+
+        variables = {**merged(self.recipe.vars, r.target.vars, self._cli_vars), "target": r.target.name}
+        try:
+            r.actions = [self.binder.bind(p, variables) for p in r.plans]
+        except UndefinedVariable as exc:
+            if "'host'" in exc.message or "'facts'" in exc.message:
+                exc.hint = ("`host` and `facts` describe a machine: they exist on host targets (ssh, podman, "
+                            "local), not in image builds")
+            raise
+        for a in r.actions:
+            for cache in a.cache_names():
+                if not self.session.plugins.has("cache", cache):
+                    raise RecipeError(f"{a.step.path}: unknown cache {cache!r}", where=a.step.where)
 
     # -- shared step machinery ------------------------------------------------------------------
     def context(self, backend: Backend, action: Action, where: dict[str, Any]) -> StepContext:
         ctx = StepContext(backend=backend, step=action.step, recipe=self.recipe, session=self.session,
-                          action=action, log=lambda line: self.reporter.output(line, **where))
+                          action=action, log=lambda line: self.reporter.output(line, **where),
+                          become=become_of(action.step))
         for name in action.cache_names():
             cache = self.session.cache(name, where=action.step.where)
             ctx.mounts.extend(cache.mounts(ctx))
@@ -183,9 +187,9 @@ class Runner:
                            path=action.step.path, **extra)
 
     def _failed(self, where: dict[str, Any], index: int, total: int, action: Action, exc: BaseException,
-                started: float, status: str = Status.FAILED) -> None:
+                started: float, status: str = Status.FAILED, **extra: Any) -> None:
         self._step_event("step_end", where, index, total, action, status=status,
-                         elapsed=time.monotonic() - started, error=self._error(exc, action.step.path))
+                         elapsed=time.monotonic() - started, error=self._error(exc, action.step.path), **extra)
         self.session.hook.shlax_step_finish(target=self.recipe.targets[where["target"]], step=action.step,
                                             host=where["host"],
                                             status=status, elapsed=time.monotonic() - started)
@@ -225,8 +229,12 @@ class Runner:
             parent = keys.base_key(backend.base_key())
             parts: list[dict[str, Any]] = []
             for a in r.actions:
+                params = canonical(a.params)
+                become = become_of(a.step)
+                if become is not None:  # who a step runs as changes its layer (absent: keys as before)
+                    params = {**params, "(become)": [become.enabled, become.user]}
                 part = {"parent": parent, "action": a.name, "version": a.key_version(),
-                        "params": canonical(a.params), "inputs": dict(a.inputs(self.session))}
+                        "params": params, "inputs": dict(a.inputs(self.session))}
                 parent = keys.step_key(parent, a.name, part["version"], part["params"], part["inputs"])
                 part["key"] = parent
                 parts.append(part)
@@ -284,9 +292,9 @@ class Runner:
                     result.add("done")
                     history.save(self.recipe.path, target.name, parts[: i + 1])
                 action = None
-                merged = [step_keys[-1]] if merge and start < total - 1 else []
-                result.image = backend.finish(final_key, {"target": target.name}, also=merged)
-                for key in [*merged, final_key]:
+                merged_keys = [step_keys[-1]] if merge and start < total - 1 else []
+                result.image = backend.finish(final_key, {"target": target.name}, also=merged_keys)
+                for key in [*merged_keys, final_key]:
                     self.session.hook.shlax_layer_committed(backend=backend, key=key, image=result.image)
             self.session.hook.shlax_image_built(backend=backend, image=result.image, keys=[*step_keys, final_key])
             history.save(self.recipe.path, target.name, parts)
@@ -325,115 +333,10 @@ class Runner:
             return
         for g in guards:
             self._fast["guards"].update(g or {})
+        self._fast["guards"].update(self.binder.watched())
         n = len(r.actions)
         self._fast["images"].append({
             **info, "target": r.target.name, "label": backend.label, "backend": r.backend_cls.name,
             "steps": [a.describe() for a in r.actions], "paths": [a.step.path for a in r.actions],
             "image": image, "names": [*backend.names(), f"localhost/shlax-cache:{keys[-1]}"], "keys": keys,
             "summary": f"image {', '.join(backend.names()) or image} ({n} cached, 0 run)"})
-
-    # -- host targets --------------------------------------------------------------------------
-    def _hosts(self, r: Resolved, plan: bool, jobs: int, fail_fast: bool) -> list[HostResult]:
-        """A host target's machines, ``jobs`` at a time. A failing or unreachable host never stops
-        the others, unless ``fail_fast``: then hosts not yet started are skipped."""
-        instances = self._instances.get(id(r)) or self._expand(r)
-        stop = threading.Event() if fail_fast else None
-        if len(instances) == 1:
-            label, params = instances[0]
-            return [self._host(r, label or r.target.name, params, plan, stop)]
-        pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(instances))), thread_name_prefix="shlax-host")
-        try:
-            futures = [pool.submit(self._host, r, label, params, plan, stop) for label, params in instances]
-            return [f.result() for f in futures]
-        except BaseException:  # Ctrl-C: start no other host; running ones stop after their step
-            self._abort.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        finally:
-            pool.shutdown(wait=True)
-
-    def _host(self, r: Resolved, label: str, params: Any, plan: bool,
-              stop: Optional[threading.Event] = None) -> HostResult:
-        target = r.target
-        where = {"target": target.name, "host": label}
-        result = HostResult(target.name, label, fleet=True)
-        total = len(r.actions)
-        started = time.monotonic()
-        if stop is not None and stop.is_set():
-            result.status = "skipped"
-            self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan)
-            self.reporter.emit("target_end", **where, summary="skipped (--fail-fast: another host failed)",
-                               status="skipped", elapsed=0.0)
-            return result
-        backend = r.backend_cls(target, params, self.session, label=label)
-        backend.plan = plan
-        self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan)
-        try:
-            backend.open()
-        except (StepFailed, ShlaxError) as exc:
-            result.status = Status.UNREACHABLE if isinstance(exc, Unreachable) else Status.FAILED
-            self.reporter.emit("step_end", **where, index=0, total=total, step="connect", status=result.status,
-                               elapsed=time.monotonic() - started, error=self._error(exc, target.path))
-            self.reporter.emit("target_end", **where, summary=result.status, status=result.status,
-                               elapsed=time.monotonic() - started)
-            with shielded():
-                backend.close()
-            if stop is not None:
-                stop.set()
-            return result
-        try:
-            for i, action in enumerate(r.actions):
-                if self._abort.is_set():
-                    raise Interrupted("SIGINT")
-                index = i + 1
-                step_started = time.monotonic()
-                self._step_event("step_start", where, index, total, action)
-                self.session.hook.shlax_step_start(target=target, step=action.step, host=label)
-                try:
-                    ctx = self.context(backend, action, {**where, "index": index})
-                    with self.locks(ctx):
-                        satisfied = action.check(ctx)
-                        if satisfied:
-                            status = "ok"
-                        elif plan:
-                            status = "change"
-                        else:
-                            status = "ok" if action.apply(ctx) is False else "changed"
-                except StepFailed as exc:
-                    result.status = "unreachable" if isinstance(exc, Unreachable) else "failed"
-                    result.add("failed")
-                    self._failed(where, index, total, action, exc, step_started, status=result.status)
-                    break
-                except ShlaxError as exc:  # a user error only this host reveals: the others go on
-                    result.status = "failed"
-                    result.add("failed")
-                    self._failed(where, index, total, action, exc, step_started)
-                    break
-                elapsed = time.monotonic() - step_started
-                result.add(status)
-                self._step_event("step_end", where, index, total, action, status=status, elapsed=elapsed)
-                self.session.hook.shlax_step_finish(target=target, step=action.step, host=label,
-                                                    status=status, elapsed=elapsed)
-            if result.status == "success" and not plan:
-                result.image = backend.complete()
-        except (StepFailed, ShlaxError) as exc:  # complete() failed (e.g. podman commit)
-            result.status = "failed"
-            self.reporter.emit("step_end", **where, index=total, total=total, step="complete",
-                               status=Status.FAILED, elapsed=time.monotonic() - started,
-                               error=self._error(exc, target.path))
-        except (KeyboardInterrupt, Interrupted):
-            result.status = "interrupted"
-            raise
-        finally:
-            with shielded():
-                backend.close()
-        if stop is not None and result.status != "success":
-            stop.set()
-        c = result.counts
-        summary = (f"ok={c.get('ok', 0)} {'change' if plan else 'changed'}="
-                   f"{c.get('change' if plan else 'changed', 0)} failed={c.get('failed', 0)}")
-        if result.image:
-            summary += f", committed {result.image[:12]}"
-        self.reporter.emit("target_end", **where, summary=summary, status=result.status,
-                           elapsed=time.monotonic() - started)
-        return result

@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import pytest
 
-from shlax_core.backends import Backend, ImageBackend, Mount, Stat
+from shlax_core.backends import Backend, Become, ImageBackend, Mount, Stat
 from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.imageconfig import ImageConfig
 from shlax_core.params import canonical, doc
@@ -83,6 +83,8 @@ class Recorder:
 class _Recording:
     """Shared by both fakes: record calls, answer commands from the recorder's replies."""
 
+    supports_become = True
+
     recorder: Recorder  # set on the per-project subclass
 
     def _record(self, call: str, **data: Any) -> None:
@@ -98,10 +100,10 @@ class _Recording:
             workdir: Optional[str] = None, user: Optional[str] = None,
             mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
             check: bool = True, capture: bool = False,
-            output: Optional[Callable[[str], None]] = None) -> Exec:
+            output: Optional[Callable[[str], None]] = None, become: Optional[Become] = None) -> Exec:
         argv = [str(a) for a in argv]
         self._record("run", argv=argv, env=dict(env or {}), workdir=workdir, user=user,
-                     mounts=list(mounts), stdin=stdin)
+                     mounts=list(mounts), stdin=stdin, become=become)
         code, text = self.recorder.answer(argv)
         lines = text.splitlines()
         if output is not None:
@@ -112,7 +114,7 @@ class _Recording:
         return Exec(argv, code, text if capture else "", lines[-20:])
 
     def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
-                    paths: Sequence[str] = ()) -> None:
+                    paths: Sequence[str] = (), become: Optional[Become] = None) -> None:
         files: dict[str, Optional[bytes]] = {}
         modes: dict[str, int] = {}
         with tarfile.open(archive) as tar:
@@ -129,10 +131,11 @@ class _Recording:
                     self.recorder.files[path] = Stat(True, member.mode, is_dir=True, owner=_owner(owner))
                 else:
                     files[path] = None
-        self._record("put_archive", dest=dest, owner=owner, paths=list(paths), files=files, modes=modes)
+        self._record("put_archive", dest=dest, owner=owner, paths=list(paths), files=files, modes=modes,
+                     become=become)
 
-    def stat(self, path: str) -> Stat:
-        self._record("stat", path=path)
+    def stat(self, path: str, become: Optional[Become] = None) -> Stat:
+        self._record("stat", path=path, become=become)
         return self.recorder.files.get(path, Stat(False))
 
     def facts(self) -> dict[str, str]:

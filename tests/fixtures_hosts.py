@@ -3,8 +3,10 @@
 Each "host" is a real ``sshd`` on its own loopback port, started inside its own mount namespace
 (``unshare -m``) with private copies of ``/etc``, ``/home``, ``/root`` and ``/srv``: a user created
 or a file copied on one host is invisible to the others and to this machine. Every host has its
-own host key; the client side (key, ssh_config with one ``Host hN`` alias per host, known_hosts)
-lives in a private folder, so nothing of the user's own ~/.ssh is read or changed.
+own host key and a private, empty ``/usr/local/sbin`` (first on root's and sudo's PATH: tests
+put fake commands there, e.g. a ``systemctl``, since these hosts run no systemd). The client
+side (key, ssh_config with one ``Host hN`` alias per host, known_hosts) lives in a private
+folder, so nothing of the user's own ~/.ssh is read or changed.
 
 Each host also gets a ``deploy`` user (login shell /bin/sh) with passwordless sudo, and a
 ``nosudo`` user without it.
@@ -30,6 +32,8 @@ h=$1; cfg=$2; log=$3
 mount --make-rprivate /
 mount --bind "$h/etc" /etc
 for d in home root srv; do mount --bind "$h/$d" "/$d"; done
+# a private, empty /usr/local/sbin (first on root's and sudo's PATH): tests put fakes there
+mount --bind "$h/usr/local/sbin" /usr/local/sbin
 useradd --create-home --shell /bin/sh deploy
 usermod -p '*' deploy
 echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/shlax-deploy
@@ -65,7 +69,8 @@ class Host:
     proc: Optional[subprocess.Popen] = None
 
     def path(self, inside: str) -> Path:
-        """Where a path of the host (under /etc, /home, /root or /srv) lives on this machine."""
+        """Where a path of the host (under /etc, /home, /root, /srv or /usr/local/sbin) lives on
+        this machine."""
         return self.root / inside.lstrip("/")
 
 
@@ -133,8 +138,8 @@ def make_fleet(base: Path, count: int) -> Fleet:
         (root / "etc" / "ssh").mkdir(exist_ok=True)
         shutil.copy(authorized, root / "etc" / "ssh" / "shlax_authorized_keys")
         os.chmod(root / "etc" / "ssh" / "shlax_authorized_keys", 0o644)
-        for d in ("home", "root", "srv"):
-            (root / d).mkdir()
+        for d in ("home", "root", "srv", "usr/local/sbin"):
+            (root / d).mkdir(parents=True)
         os.chmod(root / "root", 0o700)
         host = Host(name, free_port(), root, base / f"{name}_host_key")
         _keygen(host.host_key)
@@ -157,7 +162,21 @@ def make_fleet(base: Path, count: int) -> Fleet:
     return fleet
 
 
+def close_masters(fleet: Fleet) -> None:
+    """End the ssh master connections shlax kept open to this fleet's hosts (ControlPersist)."""
+    try:
+        from shlax_ssh import control
+    except ImportError:
+        return
+    ports = {h.port for h in fleet.hosts}
+    for m in control.masters():
+        if str(m.get("ssh_config") or "").startswith(str(fleet.dir)) or m.get("port") in ports \
+                or str(m.get("known_hosts") or "").startswith(str(fleet.dir)):
+            control.close(m["socket"])
+
+
 def stop_fleet(fleet: Fleet) -> None:
+    close_masters(fleet)
     for host in fleet.hosts:
         fleet.stop(host)
 

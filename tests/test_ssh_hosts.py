@@ -162,7 +162,7 @@ def test_faults_are_per_host_and_name_the_host(ssh_fleet, tmp_path):
     assert "cannot reach badkey (intruder@h3)" in out and "authentication failed" in out
     assert "1 of 4 hosts succeeded" in out
     recap = out[out.index("recap:"):]
-    assert "web@h1" in recap and "success" in recap and recap.count("unreachable") >= 3
+    assert "  h1 " in recap and "success" in recap and recap.count("unreachable") >= 3
     # no secret in any output: not a byte of a private key
     for key in (stray, ssh_fleet.key):
         secret = "".join(key.read_text().splitlines()[1:-1])
@@ -218,23 +218,52 @@ def test_inventory_groups_and_per_host_variables(ssh_fleet, tmp_path):
     assert proc.returncode == 2 and "no group 'nope'" in proc.stderr
 
 
-def test_control_sockets_are_removed(ssh_fleet, tmp_path):
-    """shlax's private socket folders are gone after the run. The run gets a TMPDIR of its own
-    (short, so socket paths fit): other runs on this machine make and remove theirs in /tmp
-    meanwhile, and must not make this test pass or fail."""
-    import shutil
-    import tempfile
+def test_persist_zero_leaves_no_connection(ssh_fleet, tmp_path):
+    import os
 
-    private = tempfile.mkdtemp(prefix="sx", dir="/tmp")
+    env = {"SHLAX_CACHE_DIR": str(tmp_path / "cache")}
+    path = recipe(tmp_path, ssh_fleet, '["h1", "h2"]', extra="persist = 0", steps='{ run = ["true"] },')
+    proc = run_shlax("run", str(path), env=env)
+    assert proc.returncode == 0, proc.stdout
+    import subprocess
+    import sys
+
+    folder = subprocess.run([sys.executable, "-c", "from shlax_ssh import control; print(control.control_dir())"],
+                            env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout.strip()
+    assert os.listdir(folder) == []  # no socket, no record
+    def cmdline(pid: str) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            return b""
+
+    assert [pid for pid in os.listdir("/proc") if pid.isdigit() and folder.encode() in cmdline(pid)] == []
+    assert "no open ssh master" in run_shlax("hosts", "list", env=env).stdout
+
+
+def test_a_host_without_python_gets_one_session_per_command(ssh_fleet, tmp_path):
+    """No python3 on the host: the same results, each command on its own session of the master.
+    The steps write to a folder of this test's own (the fleet is shared by the session)."""
+    fake = ssh_fleet.host("h3").path("/usr/local/sbin/python3")
+    fake.write_text("#!/bin/sh\necho 'python3: not found' >&2\nexit 127\n")
+    fake.chmod(0o755)
+    site = f"/srv/nopython-{tmp_path.name}"
+    steps = f"""
+        {{ copy = {{ src = "motd.txt", dest = "{site}/motd", mode = "0640" }} }},
+        {{ copy = {{ src = "conf/", dest = "{site}/conf/" }} }},
+        {{ run = ["sh", "-c", "date +%s%N > {site}/stamp"], creates = "{site}/stamp" }},
+        {{ run = ["touch", "{site}/guarded"], unless = ["test", "-e", "{site}/guarded"] }},
+    """
     try:
-        # the hosts share this machine's /tmp: a step lists the folder while the run holds it
-        path = recipe(tmp_path, ssh_fleet, '["h1", "h2"]', steps=f'{{ run = ["ls", "{private}"] }},')
-        proc = run_shlax("run", str(path), "web", env={"TMPDIR": private})
-        assert proc.returncode == 0, proc.stdout
-        assert "| shlax-ssh-" in proc.stdout   # the sockets really lived there during the run
-        assert os.listdir(private) == []
+        path = recipe(tmp_path, ssh_fleet, '["h3"]', steps=steps)
+        first = run_shlax("run", str(path), "--json")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert statuses(first.stdout) == ["changed"] * 4
+        assert ssh_fleet.host("h3").path(f"{site}/conf/a.ini").exists()
+        again = run_shlax("run", str(path), "--json")
+        assert statuses(again.stdout) == ["ok"] * 4
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        fake.unlink()
 
 
 def test_same_steps_build_an_image_and_provision_a_host(ssh_fleet, tmp_path, busybox_image):

@@ -121,8 +121,8 @@ class Copy(Action):
         """Host backends: satisfied when every file's content digest and mode already match."""
         files = [(dest, e) for dest, e in self.plan() if e.kind == "file"]
         want_mode = int(self.params.mode, 8) if self.params.mode else None
-        for dest, entry in files:
-            st = ctx.backend.stat(dest)
+        # one call (one round trip) for the whole copy
+        for (dest, entry), st in zip(files, ctx.stat_many([dest for dest, _ in files])):
             digest, mode = entry_digest(entry.path, ctx.session.stat_cache)
             if not st.exists or st.digest != digest or st.mode != (want_mode if want_mode is not None else mode):
                 return False
@@ -136,6 +136,6 @@ class Copy(Action):
 
     def apply(self, ctx: StepContext) -> Optional[bool]:
         with tempfile.TemporaryDirectory(prefix="shlax-copy-") as tmp:
-            ctx.backend.put_archive(self.archive(tmp), "/", owner=self.params.owner,
+            ctx.put_archive(self.archive(tmp), "/", owner=self.params.owner,
                                     paths=[dest for dest, _ in self.plan()])
         return True

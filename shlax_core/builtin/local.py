@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
 from shlax_core import process
-from shlax_core.backends import Backend, Mount, Stat
+from shlax_core.backends import Backend, Become, Mount, Stat
 from shlax_core.cache.hashing import file_digest
 from shlax_core.params import doc
 
@@ -31,6 +31,7 @@ class LocalBackend(Backend):
     """This machine (or a chroot of it, with ``root``)."""
 
     Params = LocalParams
+    supports_become = True
 
     def _path(self, path: str) -> str:
         root = self.params.root
@@ -40,11 +41,15 @@ class LocalBackend(Backend):
             workdir: Optional[str] = None, user: Optional[str] = None,
             mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
             check: bool = True, capture: bool = False,
-            output: Optional[Callable[[str], None]] = None) -> process.Exec:
+            output: Optional[Callable[[str], None]] = None, become: Optional[Become] = None) -> process.Exec:
         full_env = {**os.environ, **(env or {})}
         wrapped = list(argv)
-        if user:
-            wrapped = ["runuser", "-u", user, "--", *wrapped]
+        if user is None and become is not None and become.enabled:
+            user = become.user or "root"
+        if user and user != _me():
+            # as root, runuser; otherwise through passwordless sudo (become)
+            wrapped = (["runuser", "-u", user, "--", *wrapped] if os.geteuid() == 0
+                       else ["sudo", "-n", "-H", "-u", user, "--", *wrapped])
         cwd = workdir
         if self.params.root:
             inner = ["env", "-C", workdir, *wrapped] if workdir else wrapped
@@ -54,7 +59,8 @@ class LocalBackend(Backend):
                            output=output, display=argv)
 
     def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
-                    paths: Sequence[str] = ()) -> None:
+                    paths: Sequence[str] = (), become: Optional[Become] = None) -> None:
+        _same_user(become, "copy files")
         base = self._path(dest)
         os.makedirs(base, exist_ok=True)
         with tarfile.open(archive) as tar:
@@ -80,7 +86,8 @@ class LocalBackend(Backend):
         pw = pwd.getpwnam(user)
         return pw.pw_uid, grp.getgrnam(group).gr_gid if group else pw.pw_gid
 
-    def stat(self, path: str) -> Stat:
+    def stat(self, path: str, become: Optional[Become] = None) -> Stat:
+        _same_user(become, "inspect files")
         full = self._path(path)
         try:
             st = os.stat(full)
@@ -110,6 +117,23 @@ class LocalBackend(Backend):
 
     def which(self, program: str) -> bool:
         return shutil.which(program) is not None
+
+
+def _me() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _same_user(become: Optional[Become], what: str) -> None:
+    """Files are moved by shlax itself: as root it can act for anyone, else only for itself."""
+    if become is None or not become.enabled or os.geteuid() == 0 or (become.user or "root") == _me():
+        return
+    from shlax_core.errors import ShlaxError
+
+    raise ShlaxError(f"the local backend cannot {what} as {become.user or 'root'} (become) while shlax runs "
+                     f"as {_me()}", hint="run shlax as root for this target, or drop become from the step")
 
 
 def _table(path: Path) -> dict[str, list[str]]:

@@ -65,7 +65,7 @@ class Run(Action):
 
     def check(self, ctx: StepContext) -> Optional[bool]:
         p = self.params
-        if p.creates is not None and ctx.backend.stat(p.creates).exists:
+        if p.creates is not None and ctx.stat(p.creates).exists:
             return True
         if p.unless is not None:
             return ctx.run(p.unless, check=False, quiet=True, workdir=p.workdir, user=p.user).ok

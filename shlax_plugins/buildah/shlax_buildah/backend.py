@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
-from shlax_core.backends import ImageBackend, Mount, Stat
+from shlax_core.backends import Become, ImageBackend, Mount, Stat
 from shlax_core.cache import usage
 from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.imageconfig import ImageConfig
@@ -96,6 +96,7 @@ class BuildahBackend(ImageBackend):
     """Build an image with buildah, one cached layer per step."""
 
     Params = BuildahParams
+    supports_become = True
 
     def __init__(self, target: Any, params: BuildahParams, session: Any, label: Optional[str] = None):
         super().__init__(target, params, session, label or target.name)
@@ -281,9 +282,11 @@ class BuildahBackend(ImageBackend):
             workdir: Optional[str] = None, user: Optional[str] = None,
             mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
             check: bool = True, capture: bool = False,
-            output: Optional[Callable[[str], None]] = None) -> Exec:
+            output: Optional[Callable[[str], None]] = None, become: Optional[Become] = None) -> Exec:
         if self.container is None:
             raise RuntimeError("buildah backend: run() before start()")
+        if user is None and become is not None and become.enabled:
+            user = become.user or "root"  # a step's become: that user inside the container
         args = ["run", "--isolation", self.isolation]
         for key, value in (env or {}).items():
             args += ["--env", f"{key}={value}"]
@@ -310,7 +313,8 @@ class BuildahBackend(ImageBackend):
             raise
 
     def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
-                    paths: Sequence[str] = ()) -> None:
+                    paths: Sequence[str] = (), become: Optional[Become] = None) -> None:
+        # `buildah add` writes into the container's root as root: become changes nothing here
         args = ["add"]
         if owner:
             args += ["--chown", owner]
@@ -323,9 +327,9 @@ class BuildahBackend(ImageBackend):
         finally:
             self.remote.remove(remote)
 
-    def stat(self, path: str) -> Stat:
+    def stat(self, path: str, become: Optional[Become] = None) -> Stat:
         script = 'if [ -e "$1" ]; then stat -c "%a %U:%G %F" "$1"; sha256sum "$1" 2>/dev/null; fi'
-        out = self.run(["sh", "-c", script, "sh", path], check=False, capture=True)
+        out = self.run(["sh", "-c", script, "sh", path], check=False, capture=True, become=become)
         lines = out.output.splitlines()
         if not lines:
             return Stat(False)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from shlax_core import process
-from shlax_core.backends import Backend, Mount, Stat
+from shlax_core.backends import Backend, Become, Mount, Stat
 from shlax_core.errors import ShlaxError, StepFailed, Unreachable
 from shlax_core.params import doc
 from shlax_core.remote import EXTRACT_SCRIPT, STAT_SCRIPT, parse_stat
@@ -69,6 +69,7 @@ class PodmanBackend(Backend):
     """A podman container, created from an image if absent and kept running."""
 
     Params = PodmanParams
+    supports_become = True
 
     def __init__(self, target: Any, params: Any, session: Any, label: Optional[str] = None):
         super().__init__(target, params, session, label=label)
@@ -161,7 +162,9 @@ class PodmanBackend(Backend):
             workdir: Optional[str] = None, user: Optional[str] = None,
             mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
             check: bool = True, capture: bool = False,
-            output: Optional[Callable[[str], None]] = None) -> process.Exec:
+            output: Optional[Callable[[str], None]] = None, become: Optional[Become] = None) -> process.Exec:
+        if user is None and become is not None and become.enabled:
+            user = become.user or "root"  # a step's become: `podman exec --user`
         # `podman exec` cannot add mounts: a long-running container keeps its own download caches
         res = process.run(self._exec(argv, env=env, workdir=workdir, user=user, interactive=stdin is not None),
                           stdin=stdin, check=False, capture=capture, output=output, display=argv)
@@ -173,8 +176,10 @@ class PodmanBackend(Backend):
         return res
 
     def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
-                    paths: Sequence[str] = ()) -> None:
-        argv = self._exec(["sh", "-c", EXTRACT_SCRIPT, "sh", dest, owner or "", *paths], interactive=True)
+                    paths: Sequence[str] = (), become: Optional[Become] = None) -> None:
+        user = (become.user or "root") if become is not None and become.enabled else None
+        argv = self._exec(["sh", "-c", EXTRACT_SCRIPT, "sh", dest, owner or "", *paths], interactive=True,
+                          user=user)
         with open(archive, "rb") as f:
             proc = subprocess.run(argv, stdin=f, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
@@ -183,8 +188,9 @@ class PodmanBackend(Backend):
             raise StepFailed(f"extracting files under {dest} failed in {self.name}",
                              argv=["tar", "-x", "-C", dest], returncode=proc.returncode, tail=tail)
 
-    def stat(self, path: str) -> Stat:
-        res = process.run(self._exec(["sh", "-c", STAT_SCRIPT, "sh", path]), check=False, capture=True)
+    def stat(self, path: str, become: Optional[Become] = None) -> Stat:
+        user = (become.user or "root") if become is not None and become.enabled else None
+        res = process.run(self._exec(["sh", "-c", STAT_SCRIPT, "sh", path], user=user), check=False, capture=True)
         if not res.ok:
             self._gone(res)
             raise StepFailed(f"cannot inspect {path} in {self.name}", argv=["stat", path],

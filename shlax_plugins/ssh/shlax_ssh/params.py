@@ -41,10 +41,25 @@ class HostEntry:
     identity: Optional[str] = doc("private key file (relative to the recipe)", None)
     become: Optional[bool] = doc("run steps through sudo (non-root login users)", None)
     become_user: Optional[str] = doc("the user sudo switches to", None)
+    vars: dict[str, Any] = doc("template variables of this host (over group and inventory vars)",
+                               default_factory=dict)
 
     def validate(self) -> Optional[tuple[str, str]]:
         problem = _check_host(self.host)
-        return ("host", problem) if problem else _check_settings(self)
+        if problem:
+            return "host", problem
+        problem = _check_vars(self.vars)
+        return ("vars", problem) if problem else _check_settings(self)
+
+
+def _check_vars(values: dict[str, Any]) -> Optional[str]:
+    from shlax_core.recipe import RESERVED_VARS
+
+    for key in values:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or key in RESERVED_VARS:
+            return (f"variable name {key!r} must be letters, digits and '_' (not starting with a digit), "
+                    f"and not one of {', '.join(RESERVED_VARS)}")
+    return None
 
 
 def _check_user(user: Optional[str]) -> Optional[str]:
@@ -90,7 +105,8 @@ class SSHParams:
     options: dict[str, str] = doc('more ssh client options, e.g. { ServerAliveInterval = "15" }',
                                   default_factory=dict)
     connect_timeout: int = doc("seconds to wait for a connection", 10)
-    persist: int = doc("seconds an idle multiplexed connection stays open (a safety net: shlax closes it)", 300)
+    persist: int = doc("seconds the connection stays open after a run, for the next run to reuse "
+                       "(ControlPersist); 0 closes it at the end of the run", 300)
 
     def validate(self) -> Any:
         if not self.hosts and not self.inventory:
@@ -123,6 +139,10 @@ class SSHHost:
     options: dict[str, str] = field(default_factory=dict)
     connect_timeout: int = 10
     persist: int = 300
+    #: template variables: inventory [vars], then its groups' vars, then the host's own
+    vars: dict[str, Any] = field(default_factory=dict)
+    #: the inventory groups that list this host
+    groups: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -133,9 +153,11 @@ class InventoryGroup:
     identity: Optional[str] = doc("private key file (relative to the inventory)", None)
     become: Optional[bool] = doc("run steps through sudo", None)
     become_user: Optional[str] = doc("the user sudo switches to", None)
+    vars: dict[str, Any] = doc("template variables of the group's hosts", default_factory=dict)
 
     def validate(self) -> Optional[tuple[str, str]]:
-        return _check_settings(self)
+        problem = _check_vars(self.vars)
+        return ("vars", problem) if problem else _check_settings(self)
 
 
 @dataclass
@@ -154,6 +176,11 @@ class InventoryDefaults:
 class Inventory:
     groups: dict[str, InventoryGroup] = doc("[groups.NAME] tables", default_factory=dict)
     defaults: Optional[InventoryDefaults] = doc("[defaults] for every host", None)
+    vars: dict[str, Any] = doc("[vars]: template variables of every host", default_factory=dict)
+
+    def validate(self) -> Optional[tuple[str, str]]:
+        problem = _check_vars(self.vars)
+        return ("vars", problem) if problem else None
 
 
 def parse_host(text: str) -> HostEntry:
@@ -200,16 +227,20 @@ def load_inventory(path: Path, shown: str) -> tuple[Inventory, Callable[[str], s
 def expand(params: SSHParams, base_dir: Optional[Path] = None) -> list[SSHHost]:
     """One :class:`SSHHost` per host the target names; RecipeError for duplicates or bad files."""
     # (inherited settings, base dir, the host as written, its key path, its FILE:LINE or None
-    # for the recipe's own `hosts`: the core locates those from the key, see ShlaxError.key)
-    layers: list[tuple[dict[str, Any], Optional[Path], Union[str, HostEntry], str, Optional[str]]] = []
+    # for the recipe's own `hosts`: the core locates those from the key, see ShlaxError.key;
+    # the group's vars, the group's name or "")
+    layers: list[tuple[dict[str, Any], Optional[Path], Union[str, HostEntry], str, Optional[str],
+                       dict[str, Any], str]] = []
+    inv_vars: dict[str, Any] = {}
     target_vals = {k: getattr(params, k) for k in PER_HOST}
     target_vals["identity"] = _path(params.identity, base_dir)
     for i, h in enumerate(params.hosts):
-        layers.append(({}, base_dir, h, f"hosts[{i}]", None))
+        layers.append(({}, base_dir, h, f"hosts[{i}]", None, {}, ""))
     if params.inventory:
         inv_path = Path(_path(params.inventory, base_dir) or "")
         inv, inv_loc = load_inventory(inv_path, params.inventory)
         inv_dir = inv_path.parent
+        inv_vars = dict(inv.vars)
         defaults = {k: getattr(inv.defaults, k) for k in PER_HOST} if inv.defaults else {}
         if defaults.get("identity"):
             defaults["identity"] = _path(defaults["identity"], inv_dir)
@@ -229,10 +260,12 @@ def expand(params: SSHParams, base_dir: Optional[Path] = None) -> list[SSHHost]:
                       **{k: v for k, v in gvals.items() if v is not None}}
             for i, h in enumerate(group.hosts):
                 key = f"groups.{gname}.hosts[{i}]"
-                layers.append((merged, inv_dir, h, key, inv_loc(key)))
+                layers.append((merged, inv_dir, h, key, inv_loc(key), dict(group.vars), gname))
     out: list[SSHHost] = []
     seen: dict[str, tuple[str, Optional[str]]] = {}
-    for inherited, base, raw, key, where in layers:
+    by_label: dict[str, SSHHost] = {}
+    own_vars: dict[str, dict[str, Any]] = {}
+    for inherited, base, raw, key, where, group_vars, group in layers:
         entry = parse_host(raw) if isinstance(raw, str) else raw
         if isinstance(raw, str):
             problem = _check_host(entry.host) or _check_user(entry.user)
@@ -245,7 +278,12 @@ def expand(params: SSHParams, base_dir: Optional[Path] = None) -> list[SSHHost]:
         if label in seen:
             first_key, first_where = seen[label]
             if first_where is not None and where is not None:
-                continue  # one host in several selected groups of the inventory: applied once
+                # one host in several selected groups: applied once (first group wins its settings);
+                # it is in every group, and a later group's vars win (host vars still win over all)
+                first = by_label[label]
+                first.groups.append(group)
+                first.vars = {**first.vars, **group_vars, **own_vars[label]}
+                continue
             also = f"{first_where} ({first_key})" if first_where else first_key
             raise RecipeError(f"{key}: host {label!r} is listed twice (also {also})", where=where, key=key,
                               hint="give one of them a distinct `name`")
@@ -256,13 +294,17 @@ def expand(params: SSHParams, base_dir: Optional[Path] = None) -> list[SSHHost]:
         if "identity" in own:
             own["identity"] = _path(own["identity"], base)
         vals.update(own)
-        out.append(SSHHost(
+        host = SSHHost(
             label=label, host=entry.host, user=vals.get("user"), port=vals.get("port"),
             identity=vals.get("identity"), become=bool(vals.get("become", False)),
             become_user=vals.get("become_user") or "root",
             host_key_checking=params.host_key_checking, known_hosts=_path(params.known_hosts, base_dir),
             ssh_config=_path(params.ssh_config, base_dir), jump=params.jump, options=dict(params.options),
-            connect_timeout=params.connect_timeout, persist=params.persist))
+            connect_timeout=params.connect_timeout, persist=params.persist,
+            vars={**(inv_vars if group else {}), **group_vars, **entry.vars}, groups=[group] if group else [])
+        by_label[label] = host
+        own_vars[label] = dict(entry.vars)
+        out.append(host)
     if not out:
         raise RecipeError("the ssh target selects no host", hint="list `hosts` or check `groups`")
     return out

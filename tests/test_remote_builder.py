@@ -193,7 +193,7 @@ def test_failing_step_leaves_nothing_on_the_builder(builder, tmp_path, shlax, no
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert statuses(proc.stdout) == ["done", "done", "failed"]
     failed = [e for e in events(proc.stdout) if e["event"] == "step_end" and e.get("status") == "failed"][0]
-    assert failed["error"]["returncode"] == 7 and "doomed" in failed["error"]["tail"]
+    assert failed["error"]["returncode"] == 7 and "doomed" in failed["error"]["tail"], failed["error"]
     assert "Traceback" not in proc.stderr
     assert remote_leftovers(host, nonce) == []
 

@@ -69,7 +69,7 @@ def test_a_user_error_mid_run_fails_the_step_and_ends_the_run(shlax_recipe, back
 def _recipe(tmp_path: Path, head: str) -> Path:
     (tmp_path / "shlax.toml").write_text(textwrap.dedent(head) + textwrap.dedent(f"""\
         steps = [
-          {{ run = ["sh", "-c", "echo first"] }},
+          {{ run = ["sh", "-c", "echo first", "{tmp_path}"] }},
           {{ hello = "nobody" }},
           {{ run = ["touch", "{tmp_path / 'never'}"] }},
         ]

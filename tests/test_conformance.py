@@ -9,7 +9,9 @@ from typing import Iterator
 
 import pytest
 
+from fixtures_trees import busybox_tree
 from shlax_core.backends import Backend
+from shlax_core.builtin.local import LocalBackend
 from shlax_core.conformance import BackendContract, started
 from shlax_core.testing import RecordingHost, RecordingImage, recording
 
@@ -31,4 +33,27 @@ class TestFakeImage(BackendContract):
     @classmethod
     def backend(cls) -> Iterator[Backend]:
         with started(recording(RecordingImage), {"base": "scratch"}) as backend:
+            yield backend
+
+
+class TestLocal(BackendContract):
+    mounts = False
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def backend(cls) -> Iterator[Backend]:
+        with started(LocalBackend) as backend:
+            yield backend
+
+
+class TestLocalRoot(BackendContract):
+    """``root``: a chroot tree with a static busybox, users and /tmp of its own."""
+
+    mounts = False
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def backend(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+        root = busybox_tree(tmp_path_factory.mktemp("chroot"))
+        with started(LocalBackend, {"root": str(root)}) as backend:
             yield backend

@@ -5,15 +5,22 @@ and on a remote builder over ssh), podman and ssh. Real components: real contain
 
 from __future__ import annotations
 
+import subprocess
+import uuid
 from typing import Iterator
 
 import pytest
 
+from conftest import BUSYBOX
 from fixtures_trees import busybox_tree
 from shlax_core.backends import Backend
 from shlax_core.builtin.local import LocalBackend
 from shlax_core.conformance import BackendContract, started
+from shlax_core.plugins import Plugins
 from shlax_core.testing import RecordingHost, RecordingImage, recording
+
+#: a user and group for busybox targets, which have only root
+ADD_USER = "echo 'nobody:x:65534:65534:nobody:/nonexistent:/bin/sh' >> /etc/passwd; echo 'nogroup:x:65534:' >> /etc/group"
 
 
 class TestFakeHost(BackendContract):
@@ -57,3 +64,43 @@ class TestLocalRoot(BackendContract):
         root = busybox_tree(tmp_path_factory.mktemp("chroot"))
         with started(LocalBackend, {"root": str(root)}) as backend:
             yield backend
+
+
+def _plugin_backend(kind: str, name: str) -> type[Backend]:
+    return Plugins().load(kind, name)
+
+
+class TestBuildah(BackendContract):
+    mounts = True
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def backend(cls, busybox_image: str) -> Iterator[Backend]:
+        with started(_plugin_backend("backend", "buildah"), {"base": busybox_image},
+                     target=f"contract-{uuid.uuid4().hex[:8]}") as backend:
+            backend.run(["sh", "-c", ADD_USER])
+            yield backend
+
+
+class TestBuildahRemoteBuilder(BackendContract):
+    """A buildah target whose buildah runs on another machine (a real sshd with its own store)."""
+
+    mounts = True
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def backend(cls, busybox_image: str) -> Iterator[Backend]:
+        from test_remote_builder import RUN, STORE, private_builder
+
+        with private_builder() as (fleet, host):
+            root, run = host.path(STORE), host.path(RUN)
+            root.mkdir(parents=True)
+            run.mkdir(parents=True)
+            subprocess.run(["buildah", "push", "--quiet", busybox_image,
+                            f"containers-storage:[overlay@{root}+{run}]{BUSYBOX}"], check=True, capture_output=True)
+            options = {"base": BUSYBOX, "root": STORE, "runroot": RUN,
+                       "builder": {"host": "h1", "ssh_config": str(fleet.ssh_config)}}
+            with started(_plugin_backend("backend", "buildah"), options,
+                         target=f"contract-{uuid.uuid4().hex[:8]}") as backend:
+                backend.run(["sh", "-c", ADD_USER])
+                yield backend

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
+from shlax_core import inroot
 from shlax_core.backends import Become, ImageBackend, Mount, Stat
 from shlax_core.cache import usage
 from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.imageconfig import ImageConfig
 from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
+from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
 from shlax_buildah import isolation
 from shlax_buildah.cli import Buildah
@@ -302,7 +304,8 @@ class BuildahBackend(ImageBackend):
             args += ["--volume", f"{m.source}:{m.target}:{'ro' if m.readonly else 'rw'}"]
         args += [self.container, "--", *argv]
         try:
-            return self.buildah.stream(args, output=output, check=check, capture=capture, display=argv)
+            return self.buildah.stream(args, output=output, check=check, capture=capture, display=argv,
+                                       stdin=stdin)
         except StepFailed as exc:
             problem = isolation.runtime_failure(exc.tail)
             if problem:
@@ -314,28 +317,42 @@ class BuildahBackend(ImageBackend):
 
     def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
                     paths: Sequence[str] = (), become: Optional[Become] = None) -> None:
-        # `buildah add` writes into the container's root as root: become changes nothing here
-        args = ["add"]
-        if owner:
-            args += ["--chown", owner]
+        # `buildah add` writes into the container's root as root: become changes nothing here.
+        # It extracts a local tar archive keeping its members' owners: its --chown does not
+        # reach what an archive holds, so the owner is applied afterwards
         if self.remote is None:
-            self.buildah(*args, self.container or "", str(archive), dest)
+            self.buildah("add", "--", self.container or "", str(archive), dest)
+        else:
+            remote = self.remote.upload(archive, "archive.tar")
+            try:
+                self.buildah("add", "--", self.container or "", remote, dest)
+            finally:
+                self.remote.remove(remote)
+        if owner and paths:
+            self._chown(owner, list(paths))
+
+    def _chown(self, owner: str, paths: list[str]) -> None:
+        """``chown -h`` in the container. Here as root, through the mounted root folder (names from
+        the image's own tables, paths confined to it: no tool needed in the image); otherwise with
+        the image's own chown."""
+        if self.remote is None and os.geteuid() == 0:
+            if self._rootfs is None:
+                self._rootfs = self.buildah("mount", self.container or "").output.strip()
+            try:
+                inroot.chown(self._rootfs, owner, paths)
+            except inroot.PathError as exc:
+                raise StepFailed(f"cannot give {owner} the copied files: {exc.message}",
+                                 argv=["chown", "-h", owner, *paths[:3]]) from None
             return
-        remote = self.remote.upload(archive, "archive.tar")
-        try:
-            self.buildah(*args, self.container or "", remote, dest)
-        finally:
-            self.remote.remove(remote)
+        for i in range(0, len(paths), 500):  # keep each command line short
+            self.run(["sh", "-c", CHOWN_SCRIPT, "sh", owner, *paths[i:i + 500]], capture=True)
 
     def stat(self, path: str, become: Optional[Become] = None) -> Stat:
-        script = 'if [ -e "$1" ]; then stat -c "%a %U:%G %F" "$1"; sha256sum "$1" 2>/dev/null; fi'
-        out = self.run(["sh", "-c", script, "sh", path], check=False, capture=True, become=become)
-        lines = out.output.splitlines()
-        if not lines:
-            return Stat(False)
-        mode, owner, *kind = lines[0].split(" ")
-        digest = lines[1].split(" ")[0] if len(lines) > 1 else None
-        return Stat(True, int(mode, 8), digest, is_dir="directory" in kind, owner=owner)
+        out = self.run(["sh", "-c", STAT_SCRIPT, "sh", path], check=False, capture=True, become=become)
+        if not out.ok:
+            raise StepFailed(f"cannot inspect {path} in the working container", argv=["stat", path],
+                             returncode=out.returncode, tail=out.tail)
+        return parse_stat(out.output, path)
 
     # -- commits -------------------------------------------------------------------------------
     def commit(self, key: str, meta: Mapping[str, str]) -> str:

@@ -12,6 +12,7 @@ from typing import Iterator
 import pytest
 
 from conftest import BUSYBOX
+from fixtures_hosts import Fleet, ssh_fleet  # noqa: F401  (fixture)
 from fixtures_trees import busybox_tree
 from shlax_core.backends import Backend
 from shlax_core.builtin.local import LocalBackend
@@ -104,3 +105,49 @@ class TestBuildahRemoteBuilder(BackendContract):
                          target=f"contract-{uuid.uuid4().hex[:8]}") as backend:
                 backend.run(["sh", "-c", ADD_USER])
                 yield backend
+
+
+class TestPodman(BackendContract):
+    mounts = False
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def backend(cls, busybox_image: str) -> Iterator[Backend]:
+        name = f"shlax-test-contract-{uuid.uuid4().hex[:8]}"
+        with started(_plugin_backend("backend", "podman"),
+                     {"image": busybox_image, "container": name, "remove": True}) as backend:
+            backend.run(["sh", "-c", ADD_USER])
+            yield backend
+        assert subprocess.run(["podman", "container", "exists", name]).returncode != 0
+
+
+class TestSSH(BackendContract):
+    mounts = False
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def backend(cls, ssh_fleet: Fleet) -> Iterator[Backend]:  # noqa: F811
+        with started(_plugin_backend("backend", "ssh"),
+                     {"hosts": ["h4"], "ssh_config": str(ssh_fleet.ssh_config)}) as backend:
+            yield backend
+
+
+class TestSSHBecome(BackendContract):
+    """A login user that is not root, switching through sudo (``become``)."""
+
+    mounts = False
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def backend(cls, ssh_fleet: Fleet) -> Iterator[Backend]:  # noqa: F811
+        with started(_plugin_backend("backend", "ssh"),
+                     {"hosts": ["deploy@h3"], "become": True, "ssh_config": str(ssh_fleet.ssh_config)}) as backend:
+            yield backend
+
+
+def test_every_shipped_backend_runs_the_suite() -> None:
+    """A backend added to shlax gets a conformance class here."""
+    shipped = {"local", "buildah", "podman", "ssh"}
+    covered = {name for name in shipped if any(name in cls.__name__.lower() for cls in BackendContract.__subclasses__())}
+    assert covered == shipped, shipped - covered
+    assert set(Plugins().names("backend")) >= shipped

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from shlax_core import process
 from shlax_core.backends import Backend, Become, Mount, Stat
-from shlax_core.errors import ShlaxError, StepFailed, Unreachable
+from shlax_core.errors import ShlaxError, StepFailed, Unreachable, Unsupported
 from shlax_core.params import doc
 from shlax_core.remote import EXTRACT_SCRIPT, STAT_SCRIPT, parse_stat
 
@@ -163,9 +163,13 @@ class PodmanBackend(Backend):
             mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
             check: bool = True, capture: bool = False,
             output: Optional[Callable[[str], None]] = None, become: Optional[Become] = None) -> process.Exec:
+        if mounts:  # `podman exec` cannot add mounts to a running container
+            raise Unsupported(f"the podman backend cannot lend host folders to a step in the running container "
+                              f"{self.name} (asked to mount {', '.join(m.target for m in mounts)})",
+                              hint="a long-running container keeps its own download caches; give it volumes "
+                                   "with run_args = [\"--volume\", \"SRC:DEST\"] when it is created")
         if user is None and become is not None and become.enabled:
             user = become.user or "root"  # a step's become: `podman exec --user`
-        # `podman exec` cannot add mounts: a long-running container keeps its own download caches
         res = process.run(self._exec(argv, env=env, workdir=workdir, user=user, interactive=stdin is not None),
                           stdin=stdin, check=False, capture=capture, output=output, display=argv)
         if not res.ok:

@@ -147,12 +147,18 @@ def extract(archive: str, root: Optional[str], dest: str, *, chown: bool) -> lis
     dirs: list[tuple[str, tarfile.TarInfo]] = []
     resolve(root, dest, create=True)
     with tarfile.open(archive) as tar:
+        top = inner_path(dest)
         for member in tar:
-            inner = inner_path(posixpath.join(dest, member.name))
-            if inner == "/" and not member.isdir():
-                raise PathError(f"archive member {member.name!r} would replace the root folder")
+            # member names are relative to dest, a leading / included (as tar strips it)
+            inner = inner_path(posixpath.join(top, member.name.lstrip("/")))
+            if inner == top:  # dest itself ("./"): the folder tar -C enters, links followed
+                if not member.isdir():
+                    raise PathError(f"archive member {member.name!r} would replace {dest}")
+                dirs.append((resolve(root, dest), member))
+                written.append(inner)
+                continue
             parent = resolve(root, posixpath.dirname(inner), create=True)
-            host = posixpath.join(parent, posixpath.basename(inner)) if inner != "/" else parent
+            host = posixpath.join(parent, posixpath.basename(inner))
             if member.isdir():
                 if not _clear(host, keep_dir=True):
                     os.mkdir(host, 0o700)
@@ -175,7 +181,8 @@ def extract(archive: str, root: Optional[str], dest: str, *, chown: bool) -> lis
                 _attrs(host, member, chown)
             elif member.islnk():
                 # a hard link names another member, relative to where the archive is extracted
-                source_path = resolve(root, inner_path(posixpath.join(dest, member.linkname)), follow=False)
+                source_path = resolve(root, inner_path(posixpath.join(top, member.linkname.lstrip("/"))),
+                                      follow=False)
                 _clear(host, keep_dir=False)
                 try:
                     os.link(source_path, host, follow_symlinks=False)

@@ -190,3 +190,18 @@ def test_tables_and_os_release_are_read_inside_the_root(tmp_path: Path, tree: Pa
     digest = hashlib.sha256(b"x").hexdigest()
     with started(LocalBackend, {"root": str(tree)}) as backend:
         assert backend.stat("/srv/../../srv/owned.txt").digest == digest
+
+
+def test_archive_dest_through_a_link_and_absolute_member_names(tmp_path: Path, tree: Path) -> None:
+    """As ``tar -x -C DEST`` in the chroot: DEST's own entry (``./``) enters the folder a link
+    points to (the link stays), and a member named ``/abs.txt`` lands below DEST."""
+    (tree / "data").mkdir()
+    (tree / "current").symlink_to("data")
+    dot = _member("./", tarfile.DIRTYPE, mode=0o755)
+    archive = tmp_path / "d.tar"
+    archive.write_bytes(_archive([dot, _member("/abs.txt")], {"/abs.txt": b"a\n"}))
+    with started(LocalBackend, {"root": str(tree)}) as backend:
+        backend.put_archive(archive, "/current")
+    assert (tree / "current").is_symlink()
+    assert (tree / "data" / "abs.txt").read_bytes() == b"a\n"
+    assert not (tree / "abs.txt").exists()

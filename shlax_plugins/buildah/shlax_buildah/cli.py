@@ -98,7 +98,7 @@ class Buildah:
         return images
 
     def image_id(self, ref: str) -> Optional[str]:
-        out = self("inspect", "--type", "image", "--format", "{{.FromImageID}}", ref, check=False)
+        out = self("inspect", "--type", "image", "--format", "{{.FromImageID}}", "--", ref, check=False)
         return out.output.strip() or None if out.ok else None
 
     def containers(self) -> list[dict[str, Any]]:

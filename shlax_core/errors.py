@@ -47,6 +47,14 @@ class PluginError(ShlaxError):
     """A plugin named by the recipe is missing, broken, or claimed by two distributions."""
 
 
+class Unsupported(ShlaxError):
+    """A backend was asked for something it cannot do (a mount on a host backend, ...).
+
+    Backends refuse loudly instead of dropping a feature silently: a step that needs a mount it
+    does not get would run "successfully" and build the wrong thing.
+    """
+
+
 class StepFailed(Exception):
     """A step failed while running: the build stops, nothing of the step is committed.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from shlax_core import names
 from shlax_core.params import doc
 
 
@@ -21,6 +22,17 @@ class ImageConfig:
     ports: list[str] = doc('exposed ports, e.g. ["8000/tcp"]', default_factory=list)
 
     def validate(self) -> Any:
+        """(key, problem) for a value that would not reach the image as written."""
+        problem = names.env_names(self.env)
+        if problem:
+            return "env", problem
+        if self.user is not None and names.owner(self.user, what="user"):
+            return "user", names.owner(self.user, what="user")
+        if self.workdir is not None and names.absolute_path(self.workdir, what="workdir"):
+            return "workdir", names.absolute_path(self.workdir, what="workdir")
+        for key in self.labels:
+            if not key or key.startswith("-") or "=" in key or any(c.isspace() for c in key):
+                return "labels", f"{key!r} is not a label name (e.g. org.opencontainers.image.source)"
         for i, port in enumerate(self.ports):
             number, _, proto = port.partition("/")
             if not number.isdigit() or not 0 < int(number) < 65536 or proto not in ("", "tcp", "udp", "sctp"):

@@ -35,6 +35,15 @@ case $owner in *:*) ;; *) owner="$owner:$(id -gn -- "$owner")" ;; esac
 chown -h -- "$owner" "$@"
 """
 
+#: chown the arguments after $1 to $1 (a bare user name means that user and its login group);
+#: symlinks themselves, not what they point to
+CHOWN_SCRIPT = r"""
+owner=$1; shift
+[ "$#" -gt 0 ] || exit 0
+case $owner in *:*) ;; *) owner="$owner:$(id -gn -- "$owner")" || exit 1 ;; esac
+chown -h -- "$owner" "$@"
+"""
+
 #: run "$@" in directory $1.
 CD_SCRIPT = 'cd -- "$1" && shift && exec "$@"'
 

@@ -17,9 +17,14 @@ takes a few lines::
 Nothing runs: the two fake backends record every command, archive and mount instead.
 
 - ``fake``: a host backend (like ``local`` or ``ssh``): actions check, then apply. It keeps an
-  in-memory file table, so a ``copy`` applied once is ``ok`` the second time.
+  in-memory file table, so a ``copy`` applied once is ``ok`` the second time. Like the real host
+  backends it refuses mounts (``Unsupported``).
 - ``fake-image``: an image backend (like ``buildah``): steps are keyed and "committed" as
   layers kept by the project, so a second ``run()`` reports them ``cached``.
+
+Both pass the backend conformance suite (:mod:`shlax_core.conformance`, re-exported here as
+``BackendContract`` and ``started``): they answer its probe scripts from what they were handed,
+so a fake that stopped passing stdin, env or an argument through would fail it.
 
 Each ``run()`` builds a clean plugin manager (:func:`shlax_core.plugins.get_plugin_manager`)
 and injects the given actions, backends and caches in memory (``Plugins(extra=...)``); hook
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import posixpath
 import tarfile
 import textwrap
 from dataclasses import dataclass, field
@@ -40,13 +46,17 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import pytest
 
-from shlax_core.backends import Backend, Become, ImageBackend, Mount, Stat
-from shlax_core.errors import ShlaxError, StepFailed
-from shlax_core.imageconfig import ImageConfig
-from shlax_core.params import canonical, doc
-from shlax_core.process import Exec
+pytest.register_assert_rewrite("shlax_core.conformance")
 
-__all__ = ["Recorder", "RecordingHost", "RecordingImage", "Project", "Result", "shlax_recipe"]
+from shlax_core.backends import Backend, Become, ImageBackend, Mount, Stat  # noqa: E402
+from shlax_core.conformance import BackendContract, FakeFS, emulate, started  # noqa: E402
+from shlax_core.errors import ShlaxError, StepFailed, Unsupported  # noqa: E402
+from shlax_core.imageconfig import ImageConfig  # noqa: E402
+from shlax_core.params import canonical, doc  # noqa: E402
+from shlax_core.process import Exec  # noqa: E402
+
+__all__ = ["Recorder", "RecordingHost", "RecordingImage", "Project", "Result", "shlax_recipe", "recording",
+           "BackendContract", "started"]
 
 
 @dataclass
@@ -65,19 +75,29 @@ class Recorder:
     #: what facts() returns (keys of /etc/os-release)
     facts: dict[str, str] = field(default_factory=lambda: {"ID": "debian", "VERSION_CODENAME": "bookworm"})
     replies: list[tuple[tuple[str, ...], int, str]] = field(default_factory=list)
+    #: the fakes' files: put_archive's and what the conformance probes wrote (see FakeFS)
+    fs: FakeFS = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.fs = FakeFS(self.files, lambda: self.facts)
 
     def reply(self, prefix: Sequence[str], returncode: int = 0, output: str = "") -> None:
         """Commands starting with ``prefix`` exit with ``returncode`` after printing ``output``.
 
-        The most recent matching reply wins; unmatched commands succeed silently.
+        The most recent matching reply wins; unmatched commands succeed silently, except the
+        conformance suite's probes, which the fakes answer as a real target would.
         """
         self.replies.insert(0, (tuple(prefix), returncode, output))
 
-    def answer(self, argv: Sequence[str]) -> tuple[int, str]:
+    def match(self, argv: Sequence[str]) -> Optional[tuple[int, str]]:
+        """The reply for ``argv``, or None when no reply matches."""
         for prefix, code, output in self.replies:
             if tuple(argv[:len(prefix)]) == prefix:
                 return code, output
-        return 0, ""
+        return None
+
+    def answer(self, argv: Sequence[str]) -> tuple[int, str]:
+        return self.match(argv) or (0, "")
 
 
 class _Recording:
@@ -96,39 +116,63 @@ class _Recording:
     def close(self) -> None:
         self._record("close")
 
+    #: False: run() refuses mounts with Unsupported, as the real host backends do
+    supports_mounts = True
+
     def run(self, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,
             workdir: Optional[str] = None, user: Optional[str] = None,
             mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
             check: bool = True, capture: bool = False,
             output: Optional[Callable[[str], None]] = None, become: Optional[Become] = None) -> Exec:
         argv = [str(a) for a in argv]
+        if mounts and not self.supports_mounts:
+            raise Unsupported(f"the {self.name} backend cannot lend host folders to a step (asked to mount "  # type: ignore[attr-defined]
+                              f"{', '.join(m.target for m in mounts)})", hint="mounts are for image builds")
         self._record("run", argv=argv, env=dict(env or {}), workdir=workdir, user=user,
                      mounts=list(mounts), stdin=stdin, become=become)
-        code, text = self.recorder.answer(argv)
-        lines = text.splitlines()
-        if output is not None:
-            for line in lines:
+        replied = self.recorder.match(argv)
+        code: int
+        produced: Iterable[str]
+        if replied is not None:
+            code, produced = replied[0], replied[1].splitlines()
+        else:
+            emulated = emulate(argv, env=dict(env or {}), workdir=workdir, user=user, stdin=stdin, mounts=mounts,
+                               fs=self.recorder.fs, become=become)
+            code, produced = emulated if emulated is not None else (0, [])
+        lines: list[str] = []
+        for line in produced:  # one at a time: the output callback sees each line as it comes
+            lines.append(line)
+            if output is not None:
                 output(line)
         if check and code != 0:
             raise StepFailed(f"command exited with code {code}", argv=argv, returncode=code, tail=lines[-20:])
-        return Exec(argv, code, text if capture else "", lines[-20:])
+        return Exec(argv, code, "\n".join(lines) if capture else "", lines[-20:])
 
     def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
                     paths: Sequence[str] = (), become: Optional[Become] = None) -> None:
         files: dict[str, Optional[bytes]] = {}
         modes: dict[str, int] = {}
+        fs = self.recorder.fs
+        fs.mkdir("/" + dest.strip("/"))
         with tarfile.open(archive) as tar:
             for member in tar.getmembers():
-                path = "/" + "/".join(p for p in (dest.strip("/"), member.name.strip("/")) if p)
+                path = posixpath.normpath("/" + "/".join(p for p in (dest.strip("/"), member.name.strip("/")) if p))
                 modes[path] = member.mode
+                fs.mkdir(posixpath.dirname(path))
+                fs.links.pop(path, None)
                 if member.isfile():
                     data = tar.extractfile(member).read()  # type: ignore[union-attr]
                     files[path] = data
+                    fs.contents[path] = data
                     self.recorder.files[path] = Stat(True, member.mode, hashlib.sha256(data).hexdigest(),
                                                      owner=_owner(owner))
                 elif member.isdir():
                     files[path] = None
                     self.recorder.files[path] = Stat(True, member.mode, is_dir=True, owner=_owner(owner))
+                elif member.issym():
+                    files[path] = None
+                    fs.links[path] = member.linkname
+                    self.recorder.files.pop(path, None)
                 else:
                     files[path] = None
         self._record("put_archive", dest=dest, owner=owner, paths=list(paths), files=files, modes=modes,
@@ -136,7 +180,7 @@ class _Recording:
 
     def stat(self, path: str, become: Optional[Become] = None) -> Stat:
         self._record("stat", path=path, become=become)
-        return self.recorder.files.get(path, Stat(False))
+        return self.recorder.fs.stat(path)
 
     def facts(self) -> dict[str, str]:
         return dict(self.recorder.facts)
@@ -155,10 +199,12 @@ class FakeHostParams:
 
 
 class RecordingHost(_Recording, Backend):
-    """A fake host backend: records every call, runs nothing (``backend = "fake"``)."""
+    """A fake host backend: records every call, runs nothing (``backend = "fake"``). Like the
+    real host backends it refuses mounts."""
 
     name = "fake"
     Params = FakeHostParams
+    supports_mounts = False
 
     @classmethod
     def expand(cls, params: Any, base_dir: Optional[Path] = None) -> list[tuple[str, Any]]:
@@ -224,6 +270,13 @@ class RecordingImage(_Recording, ImageBackend):
 
     def names(self) -> list[str]:
         return [self.params.image] if self.params.image else []
+
+
+def recording(cls: type, recorder: Optional[Recorder] = None) -> type:
+    """A fake backend class (:class:`RecordingHost` or :class:`RecordingImage`) bound to its own
+    :class:`Recorder` (``.recorder``), for using it outside a :class:`Project`, e.g. with
+    :func:`~shlax_core.conformance.started`."""
+    return type(cls.__name__, (cls,), {"recorder": recorder if recorder is not None else Recorder()})
 
 
 @dataclass

@@ -332,3 +332,52 @@ def test_lent_caches_leave_no_mount_point_in_the_image(tmp_path, shlax, busybox_
         assert not Path(mnt, "run").exists() or os.listdir(Path(mnt, "run")) == []
     finally:
         buildah("rm", ctr)
+
+
+def _feed_action():
+    from dataclasses import dataclass
+
+    from shlax_core.actions import Action
+
+    @dataclass
+    class FeedParams:
+        path: str
+        text: str
+
+    class Feed(Action):
+        """Write ``text`` to ``path`` through the command's stdin."""
+
+        Params = FeedParams
+
+        def apply(self, ctx):
+            ctx.run(["sh", "-c", 'cat > "$1"', "sh", self.params.path], stdin=self.params.text.encode())
+            return True
+
+    return Feed
+
+
+def test_stdin_and_copy_owner_reach_the_committed_image(shlax_recipe, busybox_image, nonce) -> None:
+    """``ctx.run(argv, stdin=data)`` in an image build: the data is in the committed layer (it was
+    dropped, committing an empty file and reporting DONE); a copy's ``owner`` reaches the files of
+    the archive (buildah add --chown did not)."""
+    image = f"localhost/shlax-test-stdin-{nonce}"
+    project = shlax_recipe(f"""
+        [targets.s{nonce}]
+        base = "{busybox_image}"
+        image = "{image}"
+        steps = [
+          {{ run = ["sh", "-c", "echo 'app:x:4242:4242::/:/bin/sh' >> /etc/passwd; echo 'app:x:4242:' >> /etc/group"] }},
+          {{ feed = {{ path = "/etc/app.conf", text = "port = 8080\\nname = {nonce}\\n" }} }},
+          {{ copy = {{ src = "owned.txt", dest = "/srv/owned/", owner = "app" }} }},
+        ]
+    """, files={"owned.txt": "mine\n"}, actions={"feed": _feed_action()})
+    result = project.run()
+    assert result.code == 0, result.output
+    assert result.statuses == ["done", "done", "done"]
+    assert read_in_image(image, "/etc/app.conf") == f"port = 8080\nname = {nonce}\n"
+    ctr = buildah("from", "--pull=never", image).stdout.strip()
+    try:
+        st = os.stat(Path(buildah("mount", ctr).stdout.strip(), "srv/owned/owned.txt"))
+    finally:
+        buildah("rm", ctr)
+    assert (st.st_uid, st.st_gid) == (4242, 4242)

@@ -94,11 +94,15 @@ def test_hook_shlax_step_mounts(shlax_recipe, tmp_path: Path) -> None:
         def shlax_step_mounts(self, ctx):
             return [Mount("/srv", "/srv")]
 
-    project = shlax_recipe(HOST, hooks=[Lend(), Other()])
+    project = shlax_recipe(IMAGE, hooks=[Lend(), Other()])
     result = project.run()
     assert result.mounts[0] == [Mount("/srv", "/srv")]
     assert sorted(result.mounts[1], key=lambda m: m.target) == [
         Mount(str(tmp_path), "/mnt/lent", readonly=True), Mount("/srv", "/srv")]
+    # a host backend cannot lend folders: it refuses loudly instead of running without them
+    host = shlax_recipe(HOST, hooks=[Other()]).run()
+    assert host.code == 2 and host.statuses == ["failed"] and host.commands == []  # a user error mid-run
+    assert "cannot lend host folders" in host.steps[0]["error"]["message"]
 
 
 def test_hook_shlax_step_env(shlax_recipe) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
+from shlax_core import names
 from shlax_core.actions import Action, StepContext
 from shlax_core.cache.hashing import entry_digest, tree_digest
 from shlax_core.files import UNWATCHABLE, Entry, select
@@ -41,6 +42,8 @@ class CopyParams:
                 return "mode", f"mode {self.mode!r} must be octal permission bits like \"0644\""
         if isinstance(self.src, list) and not self.src:
             return "src", "src is an empty list"
+        if self.owner is not None and names.owner(self.owner):
+            return "owner", names.owner(self.owner) or ""
         return None
 
     @property

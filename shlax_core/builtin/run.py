@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from shlax_core import names
 from shlax_core.actions import Action, StepContext
 from shlax_core.params import doc
 
@@ -29,11 +30,19 @@ class RunParams:
                                    "(shell = \"/bin/sh\"), or give an argv list")
             if not self.command.strip():
                 return "command", "the script is empty"
+            if names.program(self.shell, what="shell"):
+                return "shell", names.program(self.shell, what="shell")
         elif not self.command:
             return "command", "the command is an empty list"
         elif self.shell:
             return "shell", "`shell` goes with a script string, not an argv list"
-        return None
+        # what reaches backends' command lines (env NAME=VALUE, --user=, cd --): well-formed
+        checks = [("env", names.env_names(self.env)),
+                  ("user", self.user is not None and names.owner(self.user, what="user")),
+                  ("workdir", self.workdir is not None and names.absolute_path(self.workdir, what="workdir")),
+                  ("creates", self.creates is not None and names.absolute_path(self.creates, what="creates")),
+                  ("unless", self.unless == [] and "unless is an empty list")]
+        return next(((key, problem) for key, problem in checks if problem), None)
 
 
 class Run(Action):

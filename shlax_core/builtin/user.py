@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from shlax_core import names
 from shlax_core.actions import Action, StepContext
 from shlax_core.params import doc
 
@@ -27,6 +28,15 @@ class UserParams:
             return "name", f"user name {self.name!r} must match [a-z_][a-z0-9_-]* (at most 32 characters)"
         if self.uid is not None and not 0 <= self.uid < 2**31:
             return "uid", f"uid {self.uid} is out of range"
+        if self.group is not None and names.account(self.group, what="group"):
+            return "group", names.account(self.group, what="group") or ""
+        for i, group in enumerate(self.groups):
+            if names.account(group, what="group"):
+                return f"groups[{i}]", names.account(group, what="group") or ""
+        if self.home is not None and names.absolute_path(self.home, what="home"):
+            return "home", names.absolute_path(self.home, what="home") or ""
+        if names.absolute_path(self.shell, what="shell"):
+            return "shell", names.absolute_path(self.shell, what="shell") or ""
         return None
 
 

@@ -18,24 +18,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
+from shlax_core import inroot, names
 from shlax_core.backends import Become, ImageBackend, Mount, Stat
 from shlax_core.cache import usage
 from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.imageconfig import ImageConfig
 from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
+from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import isolation
+from shlax_buildah import debootstrap, isolation
 from shlax_buildah.cli import Buildah
 from shlax_buildah.debootstrap import shlax_base_image  # noqa: F401  (hook implementation)
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
 CACHE_REPO = "localhost/shlax-cache"
-# the distribution reference grammar, minus digests: [host[:port]/]path[:tag]
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_REFERENCE = re.compile(
-    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?$")
+#: what a base plugin claims (``debootstrap:bookworm``, a third party's ``SOURCE:ARG``)
+_SOURCE = re.compile(r"^[a-z][a-z0-9+.-]*:[^\s]+$")
+
+
+def _base_problem(base: str) -> Optional[str]:
+    """Checked at recipe time: "scratch", an image reference, or SOURCE:ARG for a base plugin."""
+    if base == "scratch":
+        return None
+    if base.startswith(debootstrap.PREFIX):
+        try:
+            debootstrap.parse(base, None, default_mirror=lambda: None)
+        except ShlaxError as exc:
+            return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+        return None
+    if names.image_reference(base, what="base image") is None:
+        return None
+    if _SOURCE.match(base):
+        return None
+    return (names.image_reference(base, what="base image") + '; or "scratch", or SOURCE:ARG for a base '  # type: ignore[operator]
+            'plugin such as "debootstrap:bookworm"')
 
 
 @dataclass
@@ -61,15 +78,29 @@ class BuildahParams:
         'store (root/runroot there) and the download caches are the builder\'s', None)
 
     def validate(self) -> Any:
-        for ref in ([self.image] if self.image else []):
-            if not _REFERENCE.match(ref):
-                return ("image", f"{ref!r} is not a valid image name: lower-case path components "
-                        "(letters, digits, . _ -, not at the ends), an optional registry host[:port] "
-                        "and an optional :tag, e.g. \"localhost/app:1.2\"")
+        """Every value that reaches a buildah command line, checked before anything runs."""
+        problem = _base_problem(self.base)
+        if problem:
+            return ("base", problem)
+        if self.image is not None:
+            problem = names.image_reference(self.image)
+            if problem is None and "@" in self.image:
+                problem = f"{self.image!r}: the final image takes a name and an optional :tag, not a @digest"
+            if problem:
+                return ("image", problem)
         for tag in self.tags:
-            if not _TAG.match(tag):
-                return ("tags", f"{tag!r} is not a valid tag: letters, digits, _ . - "
-                                "(at most 128, not starting with . or -)")
+            problem = names.tag(tag)
+            if problem:
+                return ("tags", problem)
+        for key in ("root", "runroot"):
+            value = getattr(self, key)
+            problem = names.absolute_path(value, what=key) if value is not None else None
+            if problem:
+                return (key, problem)
+        for key in ("cache_to", "cache_from"):
+            value = getattr(self, key)
+            if value is not None and (not value.strip() or value.startswith("-")):
+                return (key, f"{value!r} is not a registry repository (e.g. \"reg.example:5000/cache/app\")")
         return None
 
 
@@ -141,7 +172,7 @@ class BuildahBackend(ImageBackend):
                                  where=self.target.where_of("base"), hint=f"run once online, or: buildah pull {base}")
             self.session.reporter.emit("info", message=f"pulling {ref}", target=self.target.name)
             verify = self.session.options.get("tls_verify", True) and self.params.tls_verify
-            self.buildah.stream(["pull", f"--tls-verify={str(bool(verify)).lower()}", ref], output=self.log)
+            self.buildah.stream(["pull", f"--tls-verify={str(bool(verify)).lower()}", "--", ref], output=self.log)
             image_id = self.buildah.image_id(ref)
             if image_id is None:
                 raise StepFailed(f"pulled {ref} but cannot find it in the store")
@@ -198,7 +229,7 @@ class BuildahBackend(ImageBackend):
         for name, image in pending.items():
             by_image.setdefault(image, []).append(name)
         for image, names in by_image.items():
-            self.buildah("tag", image, *names, check=False)
+            self.buildah("tag", "--", image, *names, check=False)
 
     # -- the working container -----------------------------------------------------------------
     def start(self, image: Optional[str]) -> None:
@@ -208,7 +239,7 @@ class BuildahBackend(ImageBackend):
         self._facts = None  # type: ignore[assignment]
         self._rootfs: Optional[str] = None
         self._made: list[str] = []
-        self.buildah("from", "--pull=never", "--name", name, source)
+        self.buildah("from", "--pull=never", f"--name={name}", "--", source)
 
     # -- mount points ---------------------------------------------------------------------------
     # `buildah run -v` creates a missing mount point (an empty file or folder) in the container,
@@ -251,7 +282,7 @@ class BuildahBackend(ImageBackend):
     def _remove_container(self) -> None:
         if self.container:
             name, self.container = self.container, None
-            self.buildah("rm", name, check=False)
+            self.buildah("rm", "--", name, check=False)
 
     def open(self) -> None:
         if self.remote is not None:
@@ -287,22 +318,23 @@ class BuildahBackend(ImageBackend):
             raise RuntimeError("buildah backend: run() before start()")
         if user is None and become is not None and become.enabled:
             user = become.user or "root"  # a step's become: that user inside the container
-        args = ["run", "--isolation", self.isolation]
+        args = ["run", f"--isolation={self.isolation}"]
         for key, value in (env or {}).items():
-            args += ["--env", f"{key}={value}"]
+            args.append(f"--env={key}={value}")
         if workdir:
-            args += ["--workingdir", workdir]
+            args.append(f"--workingdir={workdir}")
         if user:
-            args += ["--user", user]
+            args.append(f"--user={user}")
         if self.remote is not None:  # the builder's own cache folders; small files uploaded
             mounts = self.remote.mounts(mounts)
         else:
             self._note_mountpoints(mounts)
         for m in mounts:
-            args += ["--volume", f"{m.source}:{m.target}:{'ro' if m.readonly else 'rw'}"]
+            args.append(f"--volume={m.source}:{m.target}:{'ro' if m.readonly else 'rw'}")
         args += [self.container, "--", *argv]
         try:
-            return self.buildah.stream(args, output=output, check=check, capture=capture, display=argv)
+            return self.buildah.stream(args, output=output, check=check, capture=capture, display=argv,
+                                       stdin=stdin)
         except StepFailed as exc:
             problem = isolation.runtime_failure(exc.tail)
             if problem:
@@ -314,28 +346,42 @@ class BuildahBackend(ImageBackend):
 
     def put_archive(self, archive: Path, dest: str, *, owner: Optional[str] = None,
                     paths: Sequence[str] = (), become: Optional[Become] = None) -> None:
-        # `buildah add` writes into the container's root as root: become changes nothing here
-        args = ["add"]
-        if owner:
-            args += ["--chown", owner]
+        # `buildah add` writes into the container's root as root: become changes nothing here.
+        # It extracts a local tar archive keeping its members' owners: its --chown does not
+        # reach what an archive holds, so the owner is applied afterwards
         if self.remote is None:
-            self.buildah(*args, self.container or "", str(archive), dest)
+            self.buildah("add", "--", self.container or "", str(archive), dest)
+        else:
+            remote = self.remote.upload(archive, "archive.tar")
+            try:
+                self.buildah("add", "--", self.container or "", remote, dest)
+            finally:
+                self.remote.remove(remote)
+        if owner and paths:
+            self._chown(owner, list(paths))
+
+    def _chown(self, owner: str, paths: list[str]) -> None:
+        """``chown -h`` in the container. Here as root, through the mounted root folder (names from
+        the image's own tables, paths confined to it: no tool needed in the image); otherwise with
+        the image's own chown."""
+        if self.remote is None and os.geteuid() == 0:
+            if self._rootfs is None:
+                self._rootfs = self.buildah("mount", self.container or "").output.strip()
+            try:
+                inroot.chown(self._rootfs, owner, paths)
+            except inroot.PathError as exc:
+                raise StepFailed(f"cannot give {owner} the copied files: {exc.message}",
+                                 argv=["chown", "-h", owner, *paths[:3]]) from None
             return
-        remote = self.remote.upload(archive, "archive.tar")
-        try:
-            self.buildah(*args, self.container or "", remote, dest)
-        finally:
-            self.remote.remove(remote)
+        for i in range(0, len(paths), 500):  # keep each command line short
+            self.run(["sh", "-c", CHOWN_SCRIPT, "sh", owner, *paths[i:i + 500]], capture=True)
 
     def stat(self, path: str, become: Optional[Become] = None) -> Stat:
-        script = 'if [ -e "$1" ]; then stat -c "%a %U:%G %F" "$1"; sha256sum "$1" 2>/dev/null; fi'
-        out = self.run(["sh", "-c", script, "sh", path], check=False, capture=True, become=become)
-        lines = out.output.splitlines()
-        if not lines:
-            return Stat(False)
-        mode, owner, *kind = lines[0].split(" ")
-        digest = lines[1].split(" ")[0] if len(lines) > 1 else None
-        return Stat(True, int(mode, 8), digest, is_dir="directory" in kind, owner=owner)
+        out = self.run(["sh", "-c", STAT_SCRIPT, "sh", path], check=False, capture=True, become=become)
+        if not out.ok:
+            raise StepFailed(f"cannot inspect {path} in the working container", argv=["stat", path],
+                             returncode=out.returncode, tail=out.tail)
+        return parse_stat(out.output, path)
 
     # -- commits -------------------------------------------------------------------------------
     def commit(self, key: str, meta: Mapping[str, str]) -> str:
@@ -343,7 +389,7 @@ class BuildahBackend(ImageBackend):
         name = f"{CACHE_REPO}:{key}"
         self._drop_mountpoints()
         # --rm: continue from the new layer, so the next layer holds only the next step's changes
-        out = self.buildah("commit", "--quiet", "--rm", self.container, name)
+        out = self.buildah("commit", "--quiet", "--rm", "--", self.container, name)
         self.container = None
         image_id = out.output.strip().splitlines()[-1]
         usage.touch([key], image=image_id, **{k: v for k, v in meta.items() if k in ("target", "step")})
@@ -357,10 +403,10 @@ class BuildahBackend(ImageBackend):
         assert self.container is not None
         config = self.config_args()
         if config:
-            self.buildah("config", *config, self.container)
+            self.buildah("config", *config, "--", self.container)
         name = f"{CACHE_REPO}:{key}"
         self._drop_mountpoints()
-        out = self.buildah("commit", "--quiet", "--rm", self.container, name)
+        out = self.buildah("commit", "--quiet", "--rm", "--", self.container, name)
         self.container = None
         image_id = out.output.strip().splitlines()[-1]
         if also:
@@ -373,19 +419,19 @@ class BuildahBackend(ImageBackend):
         c: ImageConfig = self.params.config
         args: list[str] = []
         if c.entrypoint is not None:
-            args += ["--entrypoint", json.dumps(c.entrypoint)]
+            args.append(f"--entrypoint={json.dumps(c.entrypoint)}")
         if c.cmd is not None:
-            args += ["--cmd", json.dumps(c.cmd)]
+            args.append(f"--cmd={json.dumps(c.cmd)}")
         for k, v in c.env.items():
-            args += ["--env", f"{k}={v}"]
+            args.append(f"--env={k}={v}")
         if c.workdir:
-            args += ["--workingdir", c.workdir]
+            args.append(f"--workingdir={c.workdir}")
         if c.user:
-            args += ["--user", c.user]
+            args.append(f"--user={c.user}")
         for k, v in c.labels.items():
-            args += ["--label", f"{k}={v}"]
+            args.append(f"--label={k}={v}")
         for port in c.ports:
-            args += ["--port", port]
+            args.append(f"--port={port}")
         return args
 
     def tag(self, image: str, extra: Sequence[str] = (), new: bool = False) -> None:
@@ -400,7 +446,7 @@ class BuildahBackend(ImageBackend):
         have -= set(adopted)  # known to the in-memory listing, not yet to the store
         missing = list(dict.fromkeys(n for n in [*adopted, *extra, *self.names()] if n not in have))
         if missing:
-            self.buildah("tag", image, *missing)
+            self.buildah("tag", "--", image, *missing)
             for n in adopted:
                 self._adopted.pop(n, None)
         if self._adopted:
@@ -414,7 +460,7 @@ class BuildahBackend(ImageBackend):
         tls = "true" if self.session.options.get("tls_verify", True) else "false"
         for name in self.names():
             self.session.reporter.emit("info", message=f"pushing {name}", target=self.target.name)
-            self.buildah.stream(["push", f"--tls-verify={tls}", name, f"docker://{name}"], output=self.log)
+            self.buildah.stream(["push", f"--tls-verify={tls}", "--", name, f"docker://{name}"], output=self.log)
 
     # -- cache maintenance (shlax cache ls / prune) --------------------------------------------
     @classmethod
@@ -436,4 +482,4 @@ class BuildahBackend(ImageBackend):
         """Remove cache tags; an image that is also a user's final image keeps its other names."""
         b = Buildah()
         for name in names:
-            b("rmi", name, check=False)
+            b("rmi", "--", name, check=False)

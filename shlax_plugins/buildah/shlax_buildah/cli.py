@@ -62,14 +62,15 @@ class Buildah:
 
     def stream(self, args: Sequence[str], *, output: Optional[Callable[[str], None]] = None,
                check: bool = True, capture: bool = False, display: Optional[Sequence[str]] = None,
-               env: Any = None) -> Exec:
-        """A long call whose output is streamed to the reporter."""
+               env: Any = None, stdin: Optional[bytes] = None) -> Exec:
+        """A long call whose output is streamed to the reporter; ``stdin`` is fed to it (over
+        ssh's own stdin on a remote builder)."""
         argv = [*self.argv0, *args]
         if self.transport is None:
             return process.run(argv, output=output, check=check, capture=capture, display=display,
-                               env=env if env is not None else self.env)
+                               env=env if env is not None else self.env, stdin=stdin)
         res = process.run(self.transport.tracked(argv), output=output, check=False, capture=capture,
-                          display=display if display is not None else argv, env=env)
+                          display=display if display is not None else argv, env=env, stdin=stdin)
         if not res.ok:
             self.transport.check(res)
             if check:
@@ -97,7 +98,7 @@ class Buildah:
         return images
 
     def image_id(self, ref: str) -> Optional[str]:
-        out = self("inspect", "--type", "image", "--format", "{{.FromImageID}}", ref, check=False)
+        out = self("inspect", "--type", "image", "--format", "{{.FromImageID}}", "--", ref, check=False)
         return out.output.strip() or None if out.ok else None
 
     def containers(self) -> list[dict[str, Any]]:

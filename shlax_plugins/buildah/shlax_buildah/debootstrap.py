@@ -40,6 +40,11 @@ IMAGE_REPO = "localhost/shlax-base"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _SUITE = re.compile(r"^[a-z][a-z0-9-]*$")
 OPTIONS = ("variant", "include", "mirror", "arch")
+#: every option ends up on debootstrap's command line: checked at recipe time
+_VALUES = {"variant": re.compile(r"^[a-z][a-z-]*$"), "include": re.compile(r"^[a-z0-9][a-z0-9+.,:-]*$"),
+           "mirror": re.compile(r"^(?:https?|ftp|file)://[^\s]+$"), "arch": re.compile(r"^[a-z0-9][a-z0-9-]*$")}
+_VALUE_HINTS = {"variant": "e.g. minbase or buildd", "include": "package names separated by commas",
+                "mirror": "an http(s), ftp or file URL", "arch": "a Debian architecture, e.g. amd64"}
 
 
 #: on the builder: "debootstrap-missing", or "debootstrap-version V" (dpkg's version of
@@ -114,6 +119,9 @@ def parse(spec: str, where: Optional[str],
         if key not in OPTIONS:
             raise RecipeError(f"base {spec!r}: unknown debootstrap option {key!r}", where=where,
                               hint=f"options: {', '.join(OPTIONS)}")
+        if opts[key] and not _VALUES[key].match(opts[key]):
+            raise RecipeError(f"base {spec!r}: {opts[key]!r} is not a valid {key}", where=where,
+                              hint=_VALUE_HINTS[key])
     return {"suite": suite, "variant": opts.get("variant", "minbase"), "include": opts.get("include", ""),
             "mirror": opts.get("mirror") or default_mirror() or "", "arch": opts.get("arch", "")}
 

@@ -91,6 +91,8 @@ class BuilderHost:
             return f"builder port {self.port} is out of range"
         if self.connect_timeout <= 0:
             return "builder connect_timeout must be positive"
+        if self.jump is not None and any(hop.strip().startswith("-") for hop in self.jump.split(",")):
+            return f"builder jump {self.jump!r} is not [user@]host[:port][,...]"
         return None
 
 

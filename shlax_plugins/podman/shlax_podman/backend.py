@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from shlax_core import process
+from shlax_core import names, process
 from shlax_core.backends import Backend, Become, Mount, Stat
-from shlax_core.errors import ShlaxError, StepFailed, Unreachable
+from shlax_core.errors import ShlaxError, StepFailed, Unreachable, Unsupported
 from shlax_core.params import doc
 from shlax_core.remote import EXTRACT_SCRIPT, STAT_SCRIPT, parse_stat
 
@@ -44,12 +44,29 @@ class PodmanParams:
                                  "if that fails on this machine", None)
     run_args: list[str] = doc('more `podman run` arguments, e.g. ["--network", "host"]', default_factory=list)
 
-    def validate(self) -> Optional[str]:
-        if self.container is not None and not self.container.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            return f"container name {self.container!r} may hold only letters, digits, '.', '_' and '-'"
+    def validate(self) -> Any:
+        """Every value that reaches a podman command line, checked before anything runs."""
+        if self.image is not None:
+            problem = names.image_reference(self.image)
+            if problem:
+                return ("image", problem)
+        if self.container is not None:
+            problem = names.container(self.container)
+            if problem:
+                return ("container", problem)
+        if self.commit is not None:
+            problem = names.image_reference(self.commit, what="image name to commit to")
+            if problem is None and "@" in self.commit:
+                problem = f"{self.commit!r}: a commit takes a name and an optional :tag, not a @digest"
+            if problem:
+                return ("commit", problem)
+        if self.runtime is not None:
+            problem = names.program(self.runtime, what="runtime")
+            if problem:
+                return ("runtime", problem)
         for arg in self.run_args:
             if not arg.startswith("-") and arg == self.image:
-                return "run_args are options for `podman run`; the image goes in `image`"
+                return ("run_args", "run_args are options for `podman run`; the image goes in `image`")
         return None
 
 
@@ -79,7 +96,7 @@ class PodmanBackend(Backend):
 
     # -- lifecycle -----------------------------------------------------------------------------
     def state(self, name: str) -> Optional[str]:
-        res = podman("container", "inspect", "--format", "{{.State.Status}}", name)
+        res = podman("container", "inspect", "--format", "{{.State.Status}}", "--", name)
         return res.output.strip() if res.ok else None
 
     def open(self) -> None:
@@ -93,7 +110,7 @@ class PodmanBackend(Backend):
         elif state == "running":
             pass
         elif state is not None:
-            res = podman("start", self.name)
+            res = podman("start", "--", self.name)
             if not res.ok:
                 raise StepFailed(f"cannot start the container {self.name}", argv=["podman", "start", self.name],
                                  returncode=res.returncode, tail=res.tail)
@@ -106,18 +123,18 @@ class PodmanBackend(Backend):
         if not p.image:
             raise StepFailed(f"the container {self.name} does not exist and the target names no `image` "
                              "to create it from")
-        base = ["run", "-d", "--name", self.name, "--label", "shlax.target=" + self.target.name,
-                "--entrypoint", ""]
-        tries = [[*(["--runtime", p.runtime] if p.runtime else [])]]
+        base = ["run", "-d", f"--name={self.name}", f"--label=shlax.target={self.target.name}", "--entrypoint="]
+        tries = [[*([f"--runtime={p.runtime}"] if p.runtime else [])]]
         if not p.runtime:
             tries.append(fallback_args())
         res = None
         for extra in tries:
-            argv = [*base, *extra, *p.run_args, p.image, "sleep", "infinity"]
+            # run_args are the user's own options; the image comes after `--`: never an option
+            argv = [*base, *extra, *p.run_args, "--", p.image, "sleep", "infinity"]
             res = podman(*argv)
             if res.ok:
                 return
-            podman("rm", "-f", "-t", "0", self.name)
+            podman("rm", "-f", "-t", "0", "--", self.name)
             if not any(f in "\n".join(res.tail) for f in _RUNTIME_FAULTS):
                 break
         assert res is not None
@@ -126,13 +143,13 @@ class PodmanBackend(Backend):
 
     def close(self) -> None:
         if self._opened and (self._throwaway or self.params.remove):
-            podman("rm", "-f", "-t", "0", self.name)
+            podman("rm", "-f", "-t", "0", "--", self.name)
         self._opened = False
 
     def complete(self) -> Optional[str]:
         if not self.params.commit:
             return None
-        res = podman("commit", "--quiet", self.name, self.params.commit)
+        res = podman("commit", "--quiet", "--", self.name, self.params.commit)
         if not res.ok:
             raise StepFailed(f"committing {self.name} to {self.params.commit} failed",
                              argv=["podman", "commit", self.name, self.params.commit],
@@ -146,12 +163,12 @@ class PodmanBackend(Backend):
         if interactive:
             out.append("-i")
         if user:
-            out += ["--user", user]
+            out.append(f"--user={user}")
         if workdir:
-            out += ["--workdir", workdir]
+            out.append(f"--workdir={workdir}")
         for k, v in (env or {}).items():
-            out += ["--env", f"{k}={v}"]
-        return [*out, self.name, *argv]
+            out.append(f"--env={k}={v}")
+        return [*out, "--", self.name, *argv]
 
     def _gone(self, res: process.Exec) -> None:
         if res.returncode in (125, 126, 255) and any(g in "\n".join(res.tail).lower() for g in _GONE):
@@ -163,9 +180,13 @@ class PodmanBackend(Backend):
             mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
             check: bool = True, capture: bool = False,
             output: Optional[Callable[[str], None]] = None, become: Optional[Become] = None) -> process.Exec:
+        if mounts:  # `podman exec` cannot add mounts to a running container
+            raise Unsupported(f"the podman backend cannot lend host folders to a step in the running container "
+                              f"{self.name} (asked to mount {', '.join(m.target for m in mounts)})",
+                              hint="a long-running container keeps its own download caches; give it volumes "
+                                   "with run_args = [\"--volume\", \"SRC:DEST\"] when it is created")
         if user is None and become is not None and become.enabled:
             user = become.user or "root"  # a step's become: `podman exec --user`
-        # `podman exec` cannot add mounts: a long-running container keeps its own download caches
         res = process.run(self._exec(argv, env=env, workdir=workdir, user=user, interactive=stdin is not None),
                           stdin=stdin, check=False, capture=capture, output=output, display=argv)
         if not res.ok:

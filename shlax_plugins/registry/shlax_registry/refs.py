@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Optional
 
 from shlax_core.errors import ShlaxError
+from shlax_core.names import REPOSITORY_PATH as _REPO, TAG as _TAG  # the core's one reference grammar
 
-_REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".oci", ".oci.tar")
 
 

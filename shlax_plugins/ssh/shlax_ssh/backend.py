@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from shlax_core import process
 from shlax_core.backends import Backend, Become, Mount, Stat, facts_from
 from shlax_core.channel import BecomeRefused, Channel, ChannelLost, NoPython, bootstrap_command
-from shlax_core.errors import ShlaxError, StepFailed, Unreachable
+from shlax_core.errors import ShlaxError, StepFailed, Unreachable, Unsupported
 from shlax_core.remote import EXTRACT_SCRIPT, STAT_SCRIPT, command_line, parse_stat, wrap
 
 from shlax_ssh import control, mux
@@ -276,7 +276,10 @@ class SSHBackend(Backend):
             mounts: Sequence[Mount] = (), stdin: Optional[bytes] = None,
             check: bool = True, capture: bool = False,
             output: Optional[Callable[[str], None]] = None, become: Optional[Become] = None) -> process.Exec:
-        # mounts lend host download caches to build containers; a remote host keeps its own caches
+        if mounts:  # mounts lend host folders to build containers; a remote host keeps its own
+            raise Unsupported(f"the ssh backend cannot lend this machine's folders to a step on {self.label} "
+                              f"(asked to mount {', '.join(m.target for m in mounts)})",
+                              hint="mounts are for image builds; a host keeps its own download caches")
         if self._channel is not None:
             full, as_user = self._helper_argv(argv, user, become)
             channel = self._channel

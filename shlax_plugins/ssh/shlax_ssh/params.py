@@ -118,6 +118,10 @@ class SSHParams:
         for key in self.options:
             if not re.match(r"^[A-Za-z]+$", key):
                 return f"options.{key}", f"ssh option name {key!r} must be letters only, e.g. ServerAliveInterval"
+        # a hop beginning with - would reach ssh as an option; other malformed jumps get
+        # OpenSSH's own message when it parses them
+        if self.jump is not None and any(hop.strip().startswith("-") for hop in self.jump.split(",")):
+            return "jump", f"{self.jump!r} is not [user@]host[:port][,...] (a host never begins with '-')"
         return _check_settings(self)
 
 

@@ -62,6 +62,7 @@ class SSHBackend(Backend):
         self._socket: Optional[str] = None
         self._uid: Optional[str] = None
         self._channel: Optional[Channel] = None
+        self._in_call = False  # a request to the helper is under way (see _free_channel)
         self._errors: Any = None
 
     @classmethod
@@ -253,13 +254,22 @@ class SSHBackend(Backend):
         return super().host_facts()
 
     # -- commands and files --------------------------------------------------------------------
+    def _free_channel(self) -> Optional[Channel]:
+        """The helper's channel, unless a call on it is under way: a call made from inside
+        another's ``output`` callback (the helper answers one request at a time) takes a session
+        of its own on the master connection instead, as on a host without python3."""
+        return None if self._channel is None or self._in_call else self._channel
+
     def _call(self, fn: Callable[[], Any], become: Optional[Become]) -> Any:
+        self._in_call = True
         try:
             return fn()
         except BecomeRefused as exc:
             raise self._refused(exc.user, exc.message, exc.code) from None
         except ChannelLost:
             raise self._lost() from None
+        finally:
+            self._in_call = False
 
     def _helper_argv(self, argv: Sequence[str], user: Optional[str],
                      become: Optional[Become]) -> tuple[list[str], Optional[str]]:
@@ -280,9 +290,9 @@ class SSHBackend(Backend):
             raise Unsupported(f"the ssh backend cannot lend this machine's folders to a step on {self.label} "
                               f"(asked to mount {', '.join(m.target for m in mounts)})",
                               hint="mounts are for image builds; a host keeps its own download caches")
-        if self._channel is not None:
+        channel = self._free_channel()
+        if channel is not None:
             full, as_user = self._helper_argv(argv, user, become)
-            channel = self._channel
             res = self._call(lambda: channel.run(full, env=env, cwd=workdir, stdin=stdin, become=as_user,
                                                  capture=capture, output=output), become)
             res.argv = list(argv)
@@ -300,7 +310,7 @@ class SSHBackend(Backend):
                     paths: Sequence[str] = (), become: Optional[Become] = None) -> None:
         script = ["sh", "-c", EXTRACT_SCRIPT, "sh", dest, owner or "", *paths]
         data = Path(archive).read_bytes()
-        if self._channel is not None:
+        if self._free_channel() is not None:
             res = self.run(script, stdin=data, check=False, capture=True, become=become)
             code, tail = res.returncode, res.tail
         else:
@@ -319,8 +329,8 @@ class SSHBackend(Backend):
     def stat_many(self, paths: Sequence[str], become: Optional[Become] = None) -> list[Stat]:
         if not paths:
             return []
-        if self._channel is not None:
-            channel = self._channel
+        channel = self._free_channel()
+        if channel is not None:
             user = self._become_user(become)
             return self._call(lambda: channel.stat(paths, become=user), become)
         out = []

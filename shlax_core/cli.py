@@ -57,20 +57,53 @@ def _session(json_mode: bool, offline: bool = False, no_cache: bool = False, pul
 
 
 def _run(recipe_file: Optional[str], targets: tuple[str, ...], plan: bool, json_mode: bool,
-         jobs: int, fail_fast: bool, **options: Any) -> None:
+         jobs: int, fail_fast: bool, timings: bool = False, trace: Optional[str] = None, **options: Any) -> None:
     from shlax_core import recipe as recipe_mod
     from shlax_core.runner import Runner
 
     recipe = recipe_mod.load(recipe_file)
     session = _session(json_mode, recipe_dir=recipe.dir, buffer_hosts=jobs > 1, **options)
+    session.timeline.enabled = trace is not None
     runner = Runner(recipe, session)
     try:
         code = runner.run(targets, plan=plan, jobs=jobs, fail_fast=fail_fast)
     finally:
         session.reporter.close()
+        _timeline_out(session, recipe, timings, trace, json_mode, plan)
     if code == ShlaxError.exit_code and runner.user_errors:  # exit 2 always says why on stderr
         click.echo(f"shlax: error: {runner.user_errors[0]}", err=True)
     sys.exit(code)
+
+
+def _trace_file(value: Optional[str]) -> Optional[str]:
+    """A trace file's folder must exist and be writable: said before anything runs."""
+    if value is None:
+        return None
+    import os
+
+    folder = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"cannot write {value}: {folder} is not a writable folder "
+                                 "(make it, or name a file elsewhere)", param_hint="'--trace'")
+    return value
+
+
+def _timeline_out(session: Any, recipe: Any, timings: bool, trace: Optional[str], json_mode: bool,
+                  plan: bool) -> None:
+    """``--timings``' table (on stderr beside JSON events) and ``--trace``'s file: written after an
+    interrupted or failed run too, since that is when one asks where the time went."""
+    if timings:
+        from shlax_core.timeline import timings_table
+
+        for line in timings_table(session.reporter.ends):
+            click.echo(line, err=json_mode)
+    if trace is not None:
+        from pathlib import Path
+
+        try:
+            session.timeline.write(Path(trace), f"shlax {'plan' if plan else 'run'} {recipe.path}")
+        except OSError as exc:
+            click.echo(f"shlax: warning: cannot write the trace to {trace}: {exc.strerror}", err=True)
 
 
 _common = [
@@ -85,6 +118,10 @@ _common = [
     click.option("--pull", is_flag=True, help="Pull registry base images again to notice new upstream versions."),
     click.option("--var", "vars", multiple=True, metavar="NAME=VALUE",
                  help="A template variable, over the recipe's and the inventory's (repeatable)."),
+    click.option("--timings", is_flag=True, help="At the end, each step's time by phase, slowest first."),
+    click.option("--trace", metavar="FILE", type=click.Path(dir_okay=False, writable=True),
+                 callback=lambda ctx, param, value: _trace_file(value),
+                 help="Write the run as a Chrome trace (open it in ui.perfetto.dev)."),
 ]
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from shlax_core.actions import Action
 from shlax_core.binding import Binder, StepPlan
 from shlax_core.errors import Interrupted, RecipeError, ShlaxError, StepFailed, Unreachable
+from shlax_core.timeline import Phases
 from shlax_core.variables import PendingFacts, merged
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -237,31 +238,42 @@ class HostRuns:
             return None
         self._step_event("step_start", where, index, total, action, **extra)
         self.session.hook.shlax_step_start(target=target, step=action.step, host=where["host"])
+        ph, wall = Phases(), time.time()
+        track = f"{where['target']}@{where['host']}"
         try:
             ctx = self.context(backend, action, {**where, "index": index})
             with self.locks(ctx):
-                satisfied = action.check(ctx)
+                with ph("check"):
+                    satisfied = action.check(ctx)
                 if satisfied:
                     status = "ok"
                 elif plan:
                     status = "change"
                 else:
-                    status = "ok" if action.apply(ctx) is False else "changed"
+                    with ph("apply"):
+                        status = "ok" if action.apply(ctx) is False else "changed"
         except StepFailed as exc:
             result.status = "unreachable" if isinstance(exc, Unreachable) else "failed"
             result.cause = f"{action.describe()}: {exc.message}"
             result.add("failed")
-            self._failed(where, index, total, action, exc, step_started, status=result.status, **extra)
+            self.session.timeline.record(track, action.describe(), wall, time.monotonic() - step_started, ph,
+                                         status=result.status, index=index)
+            self._failed(where, index, total, action, exc, step_started, status=result.status,
+                         phases=ph.durations(), **extra)
             return None
         except ShlaxError as exc:  # a user error only this host reveals: the others go on
             result.status = "failed"
             result.cause = f"{action.describe()}: {exc.message}"
             result.add("failed")
-            self._failed(where, index, total, action, exc, step_started, **extra)
+            self.session.timeline.record(track, action.describe(), wall, time.monotonic() - step_started, ph,
+                                         status="failed", index=index)
+            self._failed(where, index, total, action, exc, step_started, phases=ph.durations(), **extra)
             return None
         elapsed = time.monotonic() - step_started
         result.add(status)
-        self._step_event("step_end", where, index, total, action, status=status, elapsed=elapsed, **extra)
+        self.session.timeline.record(track, action.describe(), wall, elapsed, ph, status=status, index=index)
+        self._step_event("step_end", where, index, total, action, status=status, elapsed=elapsed,
+                         phases=ph.durations(), **extra)
         self.session.hook.shlax_step_finish(target=target, step=action.step, host=where["host"],
                                             status=status, elapsed=elapsed)
         return status

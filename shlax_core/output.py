@@ -41,6 +41,8 @@ class Reporter:
         self.stream = stream or sys.stdout
         self.lock = threading.RLock()
         self.events: list[dict[str, Any]] = []
+        #: every step_end and target_end, whatever the subclass shows (``--timings`` reads them)
+        self.ends: list[dict[str, Any]] = []
         self.failed = False
 
     def emit(self, event: str, **data: Any) -> None:
@@ -48,6 +50,8 @@ class Reporter:
         with self.lock:
             if event == "step_end" and data.get("status") in ("failed", "unreachable"):
                 self.failed = True
+            if event in ("step_end", "target_end"):
+                self.ends.append(data)
             self.handle(data)
 
     def handle(self, data: dict[str, Any]) -> None:

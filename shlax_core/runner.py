@@ -25,6 +25,7 @@ from shlax_core.recipe import Recipe
 from shlax_core.resolve import Resolved, resolve
 from shlax_core.session import Session
 from shlax_core.status import Status
+from shlax_core.timeline import Phases
 from shlax_core.variables import merged, parse_cli
 
 __all__ = ["Runner", "HostResult", "shielded", "interruptible"]
@@ -224,11 +225,15 @@ class Runner(HostRuns):
         action: Optional[Action] = None
         index = 0
         step_started = started
+        wall_started = time.time()
+        target_phases = Phases()  # what belongs to the target, not a step: lookup, final commit, push
         try:
             backend.open()
             parent = keys.base_key(backend.base_key())
             parts: list[dict[str, Any]] = []
-            for a in r.actions:
+            phases = [Phases() for _ in r.actions]
+            for a, ph in zip(r.actions, phases):
+                wall, t0 = time.time(), time.monotonic()
                 params = canonical(a.params)
                 become = become_of(a.step)
                 if become is not None:  # who a step runs as changes its layer (absent: keys as before)
@@ -238,19 +243,23 @@ class Runner(HostRuns):
                 parent = keys.step_key(parent, a.name, part["version"], part["params"], part["inputs"])
                 part["key"] = parent
                 parts.append(part)
+                ph.add("key", wall, time.monotonic() - t0)
             final_key = keys.step_key(parent, "image-config", r.backend_cls.version or __version__,
                                       backend.config_data(), {})
             step_keys = [p["key"] for p in parts]
-            found = {} if self.session.no_cache else backend.lookup([*step_keys, final_key])
-            start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
-            if not plan and not self.session.no_cache and final_key not in found:
-                found.update(self.session.hook.shlax_layers_missing(
-                    backend=backend, keys=[*step_keys[start + 1:], final_key]) or {})
+            with target_phases("lookup"):
+                found = {} if self.session.no_cache else backend.lookup([*step_keys, final_key])
                 start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
+            if not plan and not self.session.no_cache and final_key not in found:
+                with target_phases("pull"):
+                    found.update(self.session.hook.shlax_layers_missing(
+                        backend=backend, keys=[*step_keys[start + 1:], final_key]) or {})
+                    start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
             previous = history.load(self.recipe.path, target.name)
             for i, a in enumerate(r.actions):
                 if i <= start or final_key in found:
-                    self._step_event("step_end", where, i + 1, total, a, status="cached")
+                    self._step_event("step_end", where, i + 1, total, a, status="cached",
+                                     phases=phases[i].durations())
                     result.add("cached")
                     if not plan:
                         self.session.hook.shlax_step_finish(target=target, step=a.step, host=backend.label,
@@ -258,13 +267,15 @@ class Runner(HostRuns):
                 elif plan:
                     prev = previous[i] if i < len(previous) else None
                     reason = "--no-cache" if self.session.no_cache else history.why(parts[i], prev)
-                    self._step_event("step_end", where, i + 1, total, a, status="run", reason=reason)
+                    self._step_event("step_end", where, i + 1, total, a, status="run", reason=reason,
+                                     phases=phases[i].durations())
                     result.add("run")
             if plan:
                 to_run = result.counts.get("run", 0)
                 summary = ("up to date" if final_key in found
                            else f"{to_run} step{'s' if to_run != 1 else ''} to run")
-                self.reporter.emit("target_end", **where, summary=summary, elapsed=time.monotonic() - started)
+                self.reporter.emit("target_end", **where, summary=summary, elapsed=time.monotonic() - started,
+                                   phases=target_phases.durations())
                 return result
             if final_key in found:
                 backend.tag(found[final_key])
@@ -274,39 +285,58 @@ class Runner(HostRuns):
                 # with no image config the final image *is* the last step's layer: one commit, two names
                 merge = backend.merges_last_step()
                 for i in range(start + 1, total):
-                    action, index = r.actions[i], i + 1
-                    step_started = time.monotonic()
+                    action, index, ph = r.actions[i], i + 1, phases[i]
+                    step_started, step_wall = time.monotonic(), time.time()
                     self._step_event("step_start", where, index, total, action)
                     self.session.hook.shlax_step_start(target=target, step=action.step, host=backend.label)
                     ctx = self.context(backend, action, {**where, "index": index})
-                    with self.locks(ctx):
-                        action.apply(ctx)
+                    wait_wall, wait_started = time.time(), time.monotonic()
+                    with self.locks(ctx):  # a download cache another build holds: "wait"
+                        waited = time.monotonic() - wait_started
+                        if waited >= 0.005:
+                            ph.add("wait", wait_wall, waited)
+                        with ph("run"):
+                            action.apply(ctx)
                     if i < total - 1 or not merge:
-                        layer = backend.commit(step_keys[i], {"step": action.step.path, "action": action.name,
-                                                              "target": target.name})
-                        self.session.hook.shlax_layer_committed(backend=backend, key=step_keys[i], image=layer)
+                        with ph("commit"):
+                            layer = backend.commit(step_keys[i], {"step": action.step.path, "action": action.name,
+                                                                  "target": target.name})
+                        with self._hooks(ph):
+                            self.session.hook.shlax_layer_committed(backend=backend, key=step_keys[i], image=layer)
                     elapsed = time.monotonic() - step_started
-                    self._step_event("step_end", where, index, total, action, status="done", elapsed=elapsed)
+                    self.session.timeline.record(backend.label, action.describe(), step_wall, elapsed, ph,
+                                                 status="done", index=index)
+                    self._step_event("step_end", where, index, total, action, status="done", elapsed=elapsed,
+                                     phases=ph.durations())
                     self.session.hook.shlax_step_finish(target=target, step=action.step, host=backend.label,
                                                         status="done", elapsed=elapsed)
                     result.add("done")
                     history.save(self.recipe.path, target.name, parts[: i + 1])
                 action = None
                 merged_keys = [step_keys[-1]] if merge and start < total - 1 else []
-                result.image = backend.finish(final_key, {"target": target.name}, also=merged_keys)
-                for key in [*merged_keys, final_key]:
-                    self.session.hook.shlax_layer_committed(backend=backend, key=key, image=result.image)
-            self.session.hook.shlax_image_built(backend=backend, image=result.image, keys=[*step_keys, final_key])
+                with target_phases("commit"):
+                    result.image = backend.finish(final_key, {"target": target.name}, also=merged_keys)
+                with self._hooks(target_phases):
+                    for key in [*merged_keys, final_key]:
+                        self.session.hook.shlax_layer_committed(backend=backend, key=key, image=result.image)
+            with self._hooks(target_phases, final=True):
+                self.session.hook.shlax_image_built(backend=backend, image=result.image, keys=[*step_keys, final_key])
             history.save(self.recipe.path, target.name, parts)
             cached = result.counts.get("cached", 0)
             summary = f"image {', '.join(backend.names()) or result.image} ({cached} cached, {result.counts.get('done', 0)} run)"
             self._remember_fast(r, backend, result.image, [*step_keys, final_key])
+            self.session.timeline.record(backend.label, "image", wall_started, time.monotonic() - started,
+                                         target_phases, target=target.name)
             self.reporter.emit("target_end", **where, summary=summary, image=result.image,
-                               elapsed=time.monotonic() - started)
+                               elapsed=time.monotonic() - started, phases=target_phases.durations())
         except (StepFailed, ShlaxError) as exc:  # a user error mid-build ends the target like a failure
             result.status = "failed"
             if action is not None:
-                self._failed(where, index, total, action, exc, step_started)
+                ph = phases[index - 1]
+                self.session.timeline.record(backend.label, action.describe(), time.time() - (
+                    time.monotonic() - step_started), time.monotonic() - step_started, ph, status="failed",
+                    index=index)
+                self._failed(where, index, total, action, exc, step_started, phases=ph.durations())
             else:
                 self.reporter.emit("step_end", **where, index=0, total=total, step="prepare",
                                    status=Status.FAILED, elapsed=0, error=self._error(exc, target.path))
@@ -321,6 +351,18 @@ class Runner(HostRuns):
             with shielded():
                 backend.close()
         return result
+
+    @contextlib.contextmanager
+    def _hooks(self, phases: Phases, final: bool = False) -> Iterator[None]:
+        """Time the commit hooks: "push" when the run pushes (--cache-to, or --push for the
+        image), else "hooks", shown only when some plugin's hook took a noticeable time."""
+        opts = self.session.options
+        pushing = bool(opts.get("cache_to") or (final and opts.get("push")))
+        wall, started = time.time(), time.monotonic()
+        yield
+        took = time.monotonic() - started
+        if pushing or took >= 0.005:
+            phases.add("push" if pushing else "hooks", wall, took)
 
     def _remember_fast(self, r: Resolved, backend: ImageBackend, image: Optional[str], keys: list[str]) -> None:
         """Collect what the no-op fast path needs to answer the next unchanged run of this target."""

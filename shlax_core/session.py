@@ -9,6 +9,7 @@ from typing import Any, Optional
 from shlax_core.cache.hashing import StatCache
 from shlax_core.output import Reporter
 from shlax_core.plugins import Plugins
+from shlax_core.timeline import Timeline
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Session:
     #: options plugins add to `shlax run` (push, cache-from...), by name
     options: dict[str, Any] = field(default_factory=dict)
     recipe_dir: Optional[Path] = None
+    #: every timed span of the run, kept when ``--trace`` asked for them
+    timeline: Timeline = field(default_factory=Timeline)
     _stat_cache: Optional[StatCache] = None
     _caches: dict[str, Any] = field(default_factory=dict)
 

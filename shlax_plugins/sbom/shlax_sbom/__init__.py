@@ -1,0 +1,1 @@
+"""shlax-plugin-sbom: what an image holds, from its package managers' own records."""

@@ -1,0 +1,80 @@
+"""An image's SBOM: read from its files through a read-only look at the image, kept by image ID.
+
+The image is opened with ``buildah from`` + ``buildah mount`` (a working container that is
+removed afterwards, interrupt or not); nothing is written into it. An image's content never
+changes for a given ID, so the document is kept in shlax's cache folder under that ID and
+computed once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+from shlax_core import dirs
+from shlax_core.errors import ShlaxError
+
+from shlax_sbom import cyclonedx, inventory
+
+
+def _buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["buildah", *args], capture_output=True, text=True, check=check, stdin=subprocess.DEVNULL)
+
+
+def inspect(ref: str) -> dict[str, Any]:
+    """``buildah inspect`` of a local image; a clear error when there is none by that name."""
+    proc = _buildah("inspect", "--type", "image", "--", ref, check=False)
+    if proc.returncode != 0:
+        raise ShlaxError(f"no image {ref!r} in the local image store",
+                         hint="name an image `buildah images` lists (shlax run builds it; buildah pull fetches one)")
+    return json.loads(proc.stdout)
+
+
+def store_path(image_id: str) -> Path:
+    """Where the SBOM of an image is kept (documented in docs/sbom.md)."""
+    return dirs.cache_root() / "sbom" / f"{image_id}.cdx.json"
+
+
+def sbom(ref: str, version: str) -> tuple[str, Path]:
+    """(the CycloneDX JSON text, where it is kept) of the local image ``ref``."""
+    if os.geteuid() != 0:
+        raise ShlaxError("shlax sbom reads the image through `buildah mount`, which needs root",
+                         hint="run it as root, or inside `buildah unshare` for a rootless store")
+    info = inspect(ref)
+    image_id = info.get("FromImageID") or ""
+    if not image_id:
+        raise ShlaxError(f"buildah gave no ID for the image {ref!r}")
+    path = store_path(image_id)
+    try:
+        return path.read_text(), path
+    except OSError:
+        pass
+    created = (info.get("OCIv1") or {}).get("created") or (info.get("Docker") or {}).get("created")
+    name = f"shlax-sbom-{uuid.uuid4().hex[:10]}"
+    try:
+        _buildah("from", "--pull=never", f"--name={name}", "--", image_id)
+        root = _buildah("mount", "--", name).stdout.strip()
+        packages = inventory.installed(root)
+        release = inventory.os_release(root)
+    except subprocess.CalledProcessError as exc:
+        raise ShlaxError(f"cannot open the image {ref!r}: {(exc.stderr or '').strip()[-300:]}") from None
+    finally:
+        _buildah("rm", "--", name, check=False)
+    text = cyclonedx.dumps(cyclonedx.document(ref, image_id, _rfc3339(created), packages, release, version))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return text, path
+
+
+def _rfc3339(created: Optional[str]) -> Optional[str]:
+    """The image's creation time, to the second, as CycloneDX's ``date-time`` takes it."""
+    if not created:
+        return None
+    head = created.split(".")[0].rstrip("Z")
+    return head + "Z" if "T" in head and "+" not in head else created

@@ -47,16 +47,19 @@ def credentials(host: str) -> Optional[tuple[str, str]]:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        auths = data.get("auths") or {}
+        auths = data.get("auths") if isinstance(data, dict) else None
+        if not isinstance(auths, dict):
+            continue  # not an auth file (buildah would say so when it reads it)
         for key in (host, f"https://{host}", f"http://{host}", f"https://{host}/v1/", f"https://{host}/v2/"):
             entry = auths.get(key)
-            if entry and entry.get("auth"):
+            if isinstance(entry, dict) and isinstance(entry.get("auth"), str) and entry["auth"]:
                 try:
-                    decoded = base64.b64decode(entry["auth"]).decode()
+                    decoded = base64.b64decode(entry["auth"], validate=True).decode()
                 except (ValueError, UnicodeDecodeError):
                     continue
-                u, _, p = decoded.partition(":")
-                return u, p
+                u, sep, p = decoded.partition(":")
+                if sep and u:
+                    return u, p
     return None
 
 

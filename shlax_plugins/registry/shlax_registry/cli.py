@@ -33,6 +33,15 @@ def _caches(only: tuple[str, ...]) -> dict[str, list[Path]]:
     return out
 
 
+class RegistryFailed(ShlaxError):
+    """The registry failed or misbehaved (down, too slow, cut off, a server error, an answer no
+    registry sends): not the user's mistake, so exit 1 like a failed step, and trying again later
+    may work. What the user can fix (TLS mode, credentials, the reference, the tarball) stays a
+    ShlaxError, exit 2."""
+
+    exit_code = 1
+
+
 def _with_store(where: str, tls_verify: bool, reading: bool, work: Callable[[Any], Any]) -> Any:
     from shlax_registry.stores import open_store
 
@@ -43,12 +52,16 @@ def _with_store(where: str, tls_verify: bool, reading: bool, work: Callable[[Any
         ok = True
         return result
     except RegistryError as exc:
-        hint = None
-        if tls_verify and getattr(exc, "tls", False):
-            hint = "a plain-HTTP or self-signed registry? pass --no-tls-verify"
-        elif exc.status in (401, 403):
-            hint = "log in (buildah login HOST) or set SHLAX_REGISTRY_USER and SHLAX_REGISTRY_PASSWORD"
-        raise ShlaxError(exc.message, hint=hint) from None
+        if not store.remote:
+            raise ShlaxError(exc.message, hint="this tarball is damaged or was not made by shlax cache export: "
+                                               "export it again") from None
+        if tls_verify and exc.tls:
+            raise ShlaxError(exc.message, hint="a plain-HTTP or self-signed registry? pass --no-tls-verify") from None
+        if exc.status in (401, 403):
+            raise ShlaxError(exc.message, hint="log in (buildah login HOST) or set SHLAX_REGISTRY_USER and "
+                                               "SHLAX_REGISTRY_PASSWORD") from None
+        raise RegistryFailed(exc.message, hint="the registry failed or answered something no registry sends: "
+                                               "try again later, or look at the registry's logs") from None
     finally:
         store.close(ok)
 

@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterable, Optional
 from shlax_core import dirs
 from shlax_core.errors import ShlaxError
 
+from shlax_registry import answers
 from shlax_registry.client import OCI_MANIFEST, RegistryError
 from shlax_registry.stores import Store
 
@@ -78,8 +79,9 @@ class Entry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Entry":
-        e = cls(str(data["cache"]), int(data["folder"]), str(data["path"]), int(data["size"]),
-                int(data["mode"]), float(data["mtime"]), str(data["digest"]), str(data.get("blob") or ""))
+        """From an index entry :data:`answers.CACHE_FILE` already checked (types, ranges, digests)."""
+        e = cls(data["cache"], data["folder"], data["path"], data["size"], data["mode"], data["mtime"],
+                data["digest"], data.get("blob") or data["digest"])
         _check_path(e.path)
         return e
 
@@ -110,6 +112,8 @@ class Digests:
         try:
             self.data: dict[str, list[Any]] = json.loads(self.path.read_text())
         except (OSError, ValueError):
+            self.data = {}
+        if not isinstance(self.data, dict):
             self.data = {}
         self.dirty = False
 
@@ -193,8 +197,9 @@ def _remote_index(store: Store) -> tuple[Optional[dict[str, Any]], list[Entry]]:
     if config.get("mediaType") != INDEX_TYPE:
         raise ShlaxError(f"{store.label} holds something else than a shlax download cache "
                          f"(config {config.get('mediaType')!r})", hint="export to another repository or tag")
-    index = json.loads(store.get(config["digest"]) or b"{}")
-    return manifest, [Entry.from_json(x) for x in index.get("files") or []]
+    raw = store.get(config["digest"], size=config["size"]) or b""
+    index = answers.parse(raw, answers.CACHE_INDEX, f"the download-cache index of {store.label}")
+    return manifest, [Entry.from_json(x) for x in index["files"]]
 
 
 def export(caches: dict[str, list[Path]], store: Store, *, replace: bool = False,
@@ -303,6 +308,7 @@ def import_(caches: dict[str, list[Path]], store: Store,
     if manifest is None:
         raise ShlaxError(f"{store.label} holds no download cache", hint="export one first: shlax cache export --to ...")
     digests = Digests()
+    blob_sizes = _layer_sizes(manifest)
     wanted: dict[str, list[tuple[Entry, Path]]] = {}
     missing_caches = set()
     for e in entries:
@@ -328,10 +334,11 @@ def import_(caches: dict[str, list[Path]], store: Store,
         blob, targets = item
         with tempfile.TemporaryDirectory(prefix="shlax-import-") as tmp:
             got = Path(tmp) / "blob"
-            store.get(blob, got)
-            size = got.stat().st_size
             first = targets[0][0]
-            if first.blob == first.digest and first.size >= SMALL:  # a whole file
+            whole = first.blob == first.digest and first.size >= SMALL
+            store.get(blob, got, size=first.size if whole else blob_sizes.get(blob))
+            size = got.stat().st_size
+            if whole:  # a whole file
                 for e, dest in targets:
                     _place(dest, got, e, copy=len(targets) > 1)
             else:
@@ -354,16 +361,22 @@ def import_(caches: dict[str, list[Path]], store: Store,
 
 
 def _place(dest: Path, source: Path, e: Entry, *, copy: bool) -> None:
+    """Write one file atomically with its mode and mtime."""
     h = hashlib.sha256(source.read_bytes()).hexdigest()
     if "sha256:" + h != e.digest:
         raise RegistryError(f"{e.key}: content does not match the index digest")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.shlax-import-{os.getpid()}")
-    if copy:
-        tmp.write_bytes(source.read_bytes())
-    else:
-        os.replace(source, tmp) if source.stat().st_dev == dest.parent.stat().st_dev else tmp.write_bytes(
-            source.read_bytes())
-    os.chmod(tmp, e.mode & 0o7777)
-    os.utime(tmp, (e.mtime, e.mtime))
-    os.replace(tmp, dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if copy:
+            tmp.write_bytes(source.read_bytes())
+        else:
+            os.replace(source, tmp) if source.stat().st_dev == dest.parent.stat().st_dev else tmp.write_bytes(
+                source.read_bytes())
+        os.chmod(tmp, e.mode & 0o7777)
+        os.utime(tmp, (e.mtime, e.mtime))
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ShlaxError(f"cannot write {dest}: {exc.strerror or exc}",
+                         hint="check that folder (a file or folder in the way, permissions, free space)") from None

@@ -137,7 +137,11 @@ def shlax_layers_missing(backend: Any, keys: list[str]) -> Optional[dict[str, st
         tail = " ".join(res.tail[-2:]).strip()
         _warn(backend, f"cache-from {ref}: pulling {key[:12]} failed ({tail}); building locally")
         return None
-    image = res.output.strip().splitlines()[-1].strip()
+    lines = res.output.strip().splitlines()
+    image = lines[-1].strip() if lines else ""
+    if not image:
+        _warn(backend, f"cache-from {ref}: pulling {key[:12]} gave no image ID; building locally")
+        return None
     if hasattr(backend, "adopt"):  # tagged with the final image's names: one buildah call
         backend.adopt(key, image)
     else:

@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 
 from shlax_core.errors import ShlaxError
 
-from shlax_registry import refs
+from shlax_registry import answers, refs
 from shlax_registry.client import OCI_MANIFEST, Registry, RegistryError
 
 
@@ -34,7 +34,9 @@ class Store:
     def put(self, digest: str, source: Union[bytes, Path]) -> None:
         raise NotImplementedError
 
-    def get(self, digest: str, dest: Optional[Path] = None) -> Optional[bytes]:
+    def get(self, digest: str, dest: Optional[Path] = None, size: Optional[int] = None) -> Optional[bytes]:
+        """A blob, digest checked: into ``dest`` or returned; ``size``: what the manifest says
+        it weighs (more is an error, read no further)."""
         raise NotImplementedError
 
     def manifest(self) -> Optional[tuple[dict[str, Any], str]]:
@@ -61,8 +63,8 @@ class RegistryStore(Store):
     def put(self, digest: str, source: Union[bytes, Path]) -> None:
         self.client.put_blob(self.ref.repo, digest, source)
 
-    def get(self, digest: str, dest: Optional[Path] = None) -> Optional[bytes]:
-        return self.client.get_blob(self.ref.repo, digest, dest)
+    def get(self, digest: str, dest: Optional[Path] = None, size: Optional[int] = None) -> Optional[bytes]:
+        return self.client.get_blob(self.ref.repo, digest, dest, size=size)
 
     def manifest(self) -> Optional[tuple[dict[str, Any], str]]:
         return self.client.get_manifest(self.ref.repo, self.ref.tag or "latest")
@@ -114,10 +116,12 @@ class LayoutStore(Store):
         else:
             dest.write_bytes(source)
 
-    def get(self, digest: str, dest: Optional[Path] = None) -> Optional[bytes]:
+    def get(self, digest: str, dest: Optional[Path] = None, size: Optional[int] = None) -> Optional[bytes]:
         path = self._blob(digest)
         if not path.exists():
             raise RegistryError(f"{self.label}: blob {digest} is missing")
+        if size is not None and path.stat().st_size != size:
+            raise RegistryError(f"{self.label}: blob {digest} is {path.stat().st_size} bytes, not the {size} expected")
         h = hashlib.sha256()
         with path.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -133,11 +137,11 @@ class LayoutStore(Store):
         index = self.dir / "index.json"
         if not index.exists():
             return None
-        entries = json.loads(index.read_text()).get("manifests") or []
+        entries = answers.parse(index.read_bytes(), answers.LAYOUT_INDEX, f"index.json of {self.label}")["manifests"]
         if not entries:
             return None
         digest = entries[0]["digest"]
-        return json.loads(self.get(digest) or b"{}"), digest
+        return answers.parse(self.get(digest) or b"", answers.MANIFEST, f"the manifest in {self.label}"), digest
 
     def put_manifest(self, body: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(body).hexdigest()

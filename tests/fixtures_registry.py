@@ -8,15 +8,21 @@ failure (CI installs it: .ci/setup.d/40-registry.sh), never a skip.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -59,7 +65,7 @@ class LocalRegistry:
             return False
 
 
-def start_registry(base: Path) -> LocalRegistry:
+def start_registry(base: Path, extra_config: str = "") -> LocalRegistry:
     assert Path(REGISTRY_BIN).exists(), "docker-registry is missing (.ci/setup.d/40-registry.sh)"
     port = free_port()
     (base / "data").mkdir(parents=True, exist_ok=True)
@@ -68,15 +74,17 @@ def start_registry(base: Path) -> LocalRegistry:
         "version: 0.1\n"
         "log:\n  level: warn\n"
         f"storage:\n  filesystem:\n    rootdirectory: {base / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n")
+        f"http:\n  addr: 127.0.0.1:{port}\n" + extra_config)
     log = (base / "registry.log").open("wb")
+    # docker-registry reads REGISTRY_* variables as configuration: none of ours may leak in
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, env=env)
     reg = LocalRegistry(f"127.0.0.1:{port}", base / "data", proc)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if reg.get("/v2/")[0] == 200:
+            if reg.get("/v2/")[0] in (200, 401):
                 return reg
         except OSError:
             pass
@@ -105,6 +113,122 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
         yield reg
     finally:
         stop_registry(reg)
+
+
+# -- a registry with token authentication ------------------------------------------------------------
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class TokenServer:
+    """A token service of the Docker token protocol, as Docker Hub, GitLab or Harbor run one in
+    front of the same registry: ``GET /token?service=...&scope=repository:NAME:ACTIONS`` with
+    optional Basic credentials answers a JWT (RS256, its certificate in the ``x5c`` header) that
+    the real docker-registry checks against the certificate in its ``rootcertbundle``, with the
+    actions each user may have. A wrong password is a 401; no credentials give anonymous access
+    (here: nothing). Every token issued is recorded in :attr:`issued`."""
+
+    dir: Path
+    service: str = "shlax-test-registry"
+    issuer: str = "shlax-test-token-service"
+    users: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=lambda: {
+        "alice": ("alice-pw", ("pull", "push")), "bob": ("bob-pw", ("pull",))})
+    ttl: int = 300
+    issued: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.key, self.cert = self.dir / "token.key", self.dir / "token.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+                        "-out", str(self.cert), "-subj", "/CN=shlax-test-token-service", "-days", "2",
+                        "-addext", "basicConstraints=critical,CA:TRUE"], check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                code, answer = owner.answer(self.path, self.headers.get("Authorization", ""))
+                data = json.dumps(answer).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/token"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def answer(self, path: str, authorization: str) -> tuple[int, dict[str, Any]]:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        if query.get("service", [""])[0] != self.service:
+            return 400, {"details": "unknown service"}
+        user, allowed = "", ()
+        if authorization.startswith("Basic "):
+            user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+            known = self.users.get(user)
+            if known is None or known[0] != password:
+                return 401, {"details": "incorrect username or password"}
+            allowed = known[1]
+        scopes = [s for value in query.get("scope", []) for s in value.split(" ") if s]
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            granted = [a for a in actions.split(",") if a in allowed]
+            if kind == "repository" and granted:
+                access.append({"type": "repository", "name": name, "actions": granted})
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": user, "aud": self.service, "exp": now + self.ttl, "nbf": now - 10,
+                  "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        head = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        signing = f"{_b64url(json.dumps(head).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=signing.encode(),
+                                   check=True, capture_output=True).stdout
+        self.issued.append((user, scopes))
+        token = f"{signing}.{_b64url(signature)}"
+        return 200, {"token": token, "access_token": token, "expires_in": self.ttl,
+                     "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+
+
+@dataclass
+class TokenRegistry:
+    registry: LocalRegistry
+    tokens: TokenServer
+
+    @property
+    def host(self) -> str:
+        return self.registry.host
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
+    """The real docker-registry with token authentication, its token service in this process:
+    alice may pull and push, bob may only pull, anonymous may do nothing."""
+    base = tmp_path_factory.mktemp("token-registry")
+    tokens = TokenServer(base)
+    reg = start_registry(base, "auth:\n  token:\n"
+                               f"    realm: {tokens.realm}\n    service: {tokens.service}\n"
+                               f"    issuer: {tokens.issuer}\n    rootcertbundle: {tokens.cert}\n")
+    try:
+        yield TokenRegistry(reg, tokens)
+    finally:
+        stop_registry(reg)
+        tokens.stop()
 
 
 @pytest.fixture(scope="session")

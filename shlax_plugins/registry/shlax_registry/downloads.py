@@ -97,10 +97,26 @@ class Report:
 
 
 def _check_path(path: str) -> None:
+    """A relative path below a cache folder, in its plain form: no ``..``, no ``/`` in front,
+    no ``.`` or empty parts, no NUL."""
     p = PurePosixPath(path)
-    if p.is_absolute() or ".." in p.parts or not p.parts or path != p.as_posix():
+    if p.is_absolute() or ".." in p.parts or not p.parts or path != p.as_posix() or "\0" in path:
         raise ShlaxError(f"the artifact names an unsafe path {path!r}: refusing to import it",
                          hint="export it again with shlax, or check who can write to that repository")
+
+
+def _check_tree(entries: list[Entry]) -> None:
+    """No path is both a file and a folder of another (``a`` and ``a/b``): writing one would
+    fail halfway through, or replace the other."""
+    files = {(e.cache, e.folder, e.path) for e in entries}
+    for e in entries:
+        parent = PurePosixPath(e.path).parent
+        while parent.parts:
+            if (e.cache, e.folder, parent.as_posix()) in files:
+                raise ShlaxError(f"the artifact names {parent.as_posix()!r} both as a file and as the folder of "
+                                 f"{e.path!r}: refusing to import it",
+                                 hint="export it again with shlax, or check who can write to that repository")
+            parent = parent.parent
 
 
 # -- hashing with a stat cache -------------------------------------------------------------------
@@ -199,7 +215,9 @@ def _remote_index(store: Store) -> tuple[Optional[dict[str, Any]], list[Entry]]:
                          f"(config {config.get('mediaType')!r})", hint="export to another repository or tag")
     raw = store.get(config["digest"], size=config["size"]) or b""
     index = answers.parse(raw, answers.CACHE_INDEX, f"the download-cache index of {store.label}")
-    return manifest, [Entry.from_json(x) for x in index["files"]]
+    entries = [Entry.from_json(x) for x in index["files"]]
+    _check_tree(entries)
+    return manifest, entries
 
 
 def export(caches: dict[str, list[Path]], store: Store, *, replace: bool = False,
@@ -342,14 +360,10 @@ def import_(caches: dict[str, list[Path]], store: Store,
                 for e, dest in targets:
                     _place(dest, got, e, copy=len(targets) > 1)
             else:
-                with tarfile.open(got) as tar:
-                    for e, dest in targets:
-                        member = tar.extractfile(e.key)
-                        if member is None:
-                            raise RegistryError(f"pack {blob} lacks {e.key}")
-                        part = Path(tmp) / "member"
-                        part.write_bytes(member.read())
-                        _place(dest, part, e, copy=False)
+                for e, dest in targets:
+                    part = Path(tmp) / "member"
+                    part.write_bytes(_unpack(got, blob, e.key))
+                    _place(dest, part, e, copy=False)
             return size
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
@@ -360,8 +374,30 @@ def import_(caches: dict[str, list[Path]], store: Store,
     return report
 
 
+def _unpack(pack: Path, blob: str, key: str) -> bytes:
+    """One small file out of a pack: a regular member named ``key``, read, never extracted to
+    disk by tarfile (no path of the pack's choosing is ever written)."""
+    try:
+        with tarfile.open(pack) as tar:
+            member = tar.getmember(key)
+            data = tar.extractfile(member) if member.isreg() else None
+            if data is None:
+                raise RegistryError(f"pack {blob[:19]} holds {key} as a {_kind(member)}, not a file")
+            return data.read()
+    except KeyError:
+        raise RegistryError(f"pack {blob[:19]} lacks {key}") from None
+    except (tarfile.TarError, EOFError) as exc:
+        raise RegistryError(f"pack {blob[:19]} is not a readable tar ({exc})") from None
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    return ("symlink" if member.issym() else "hard link" if member.islnk() else "folder" if member.isdir()
+            else "device" if member.isdev() else "special file")
+
+
 def _place(dest: Path, source: Path, e: Entry, *, copy: bool) -> None:
-    """Write one file atomically with its mode and mtime."""
+    """Write one file atomically with its mode and mtime; the mode keeps permission bits only
+    (an artifact never makes a setuid or setgid file here)."""
     h = hashlib.sha256(source.read_bytes()).hexdigest()
     if "sha256:" + h != e.digest:
         raise RegistryError(f"{e.key}: content does not match the index digest")
@@ -373,7 +409,7 @@ def _place(dest: Path, source: Path, e: Entry, *, copy: bool) -> None:
         else:
             os.replace(source, tmp) if source.stat().st_dev == dest.parent.stat().st_dev else tmp.write_bytes(
                 source.read_bytes())
-        os.chmod(tmp, e.mode & 0o7777)
+        os.chmod(tmp, e.mode & 0o777)
         os.utime(tmp, (e.mtime, e.mtime))
         os.replace(tmp, dest)
     except OSError as exc:

@@ -9,16 +9,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Optional, Union
 
 from shlax_core.errors import ShlaxError
 
 from shlax_registry import answers, refs
 from shlax_registry.client import OCI_MANIFEST, Registry, RegistryError
+
+
+#: the files of an OCI layout, all shlax reads from a tarball
+_LAYOUT_FILE = re.compile(r"oci-layout|index\.json|blobs/sha256/[0-9a-f]{64}")
+
+
+def _unsafe(path: Path, member: tarfile.TarInfo, what: str) -> ShlaxError:
+    return ShlaxError(f"{path}: member {member.name!r} {what}: refusing to import this tarball (nothing was written)",
+                      hint="import only tarballs made by shlax cache export, from people you trust")
 
 
 class Store:
@@ -90,15 +100,44 @@ class LayoutStore(Store):
                 shutil.rmtree(self.dir)
                 raise ShlaxError(f"no such tarball: {self.path}", hint="export one with: shlax cache export --to FILE.tar")
             try:
-                with tarfile.open(self.path) as tar:
-                    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                    tar.extractall(self.dir, **safe)  # type: ignore[arg-type]
-            except (tarfile.TarError, OSError) as exc:
+                self._unpack()
+            except (tarfile.TarError, OSError, EOFError) as exc:
                 shutil.rmtree(self.dir)
                 raise ShlaxError(f"{self.path} is not a readable tarball: {exc}") from None
+            except BaseException:
+                shutil.rmtree(self.dir)
+                raise
         else:
             (self.dir / "blobs" / "sha256").mkdir(parents=True)
             (self.dir / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+
+    def _unpack(self) -> None:
+        """Extract the layout's own files (``oci-layout``, ``index.json``, ``blobs/sha256/HEX``)
+        into the private folder, by our names, as plain files. A member that is not a plain
+        file or folder (a symlink, a hard link, a device, a fifo), or whose name leaves the
+        archive (absolute, ``..``), is refused before anything is written: a shlax export has
+        none, so such a tarball was made to attack. Other plain files are not extracted."""
+        with tarfile.open(self.path) as tar:
+            members = tar.getmembers()
+            for m in members:
+                parts = PurePosixPath(m.name).parts
+                if m.name.startswith("/") or ".." in parts:
+                    raise _unsafe(self.path, m, "leaves the archive")
+                if not (m.isreg() or m.isdir()):
+                    kind = ("a symlink" if m.issym() else "a hard link" if m.islnk() else
+                            "a device" if m.isdev() else "a fifo" if m.isfifo() else "a special file")
+                    target = f" to {m.linkname!r}" if m.issym() or m.islnk() else ""
+                    raise _unsafe(self.path, m, f"is {kind}{target}")
+            for m in members:
+                name = "/".join(p for p in PurePosixPath(m.name).parts if p != ".")
+                if not m.isreg() or not _LAYOUT_FILE.fullmatch(name):
+                    continue
+                dest = self.dir.joinpath(*name.split("/"))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(m)
+                assert source is not None  # a regular member
+                with dest.open("wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
 
     def _blob(self, digest: str) -> Path:
         algo, _, hexa = digest.partition(":")

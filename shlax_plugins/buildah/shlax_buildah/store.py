@@ -2,55 +2,87 @@
 
 ``buildah images --json`` takes 0.2-0.5 s on a store of a few hundred images, on every run;
 containers/storage keeps the same facts in ``<graphroot>/<driver>-images/images.json``, written
-atomically, which reads in ~10 ms. This is used only where the layout is the default one we
-know (root, no custom storage.conf, no additional image stores); anything else returns None and
-the caller asks buildah.
+atomically, which reads in ~10 ms.
+
+This is used only where the layout is one we know: as root, with the storage.conf buildah itself
+reads (``$CONTAINERS_STORAGE_CONF``, else ``/etc/containers/storage.conf``, else
+``/usr/share/containers/storage.conf``) parsed as the TOML it is and naming a driver (with no
+file at all, buildah's default: overlay in /var/lib/containers/storage), and no additional or
+separate image stores. Anything else returns None and the caller asks buildah.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 CONF_FILES = ("/etc/containers/storage.conf", "/usr/share/containers/storage.conf")
+DEFAULT_GRAPHROOT = "/var/lib/containers/storage"
+#: keys of storage.conf that move images somewhere we do not look
+_ELSEWHERE = ("imagestore", "additionalimagestores", "additionallayerstores", "transient_store")
 
 
-def _conf() -> Optional[dict[str, str]]:
-    for path in CONF_FILES:
+def _conf() -> Optional[dict[str, Any]]:
+    """The ``[storage]`` table buildah uses, or None when we cannot tell. With no file at all,
+    buildah's built-in default: overlay in /var/lib/containers/storage."""
+    named = os.environ.get("CONTAINERS_STORAGE_CONF")
+    for path in ((named,) if named else CONF_FILES):
         try:
             text = Path(path).read_text()
-        except OSError:
+        except FileNotFoundError:
+            if named:
+                return None  # buildah would fail: let it say so
             continue
-        if re.search(r"^\s*additionalimagestores\s*=\s*\[\s*\S", text, re.M):
+        except OSError:
             return None
-        found = {}
-        for key in ("driver", "graphroot"):
-            m = re.search(rf'^\s*{key}\s*=\s*"([^"]*)"', text, re.M)
-            if m:
-                found[key] = m.group(1)
-        return found
-    return {}
+        try:
+            storage = tomllib.loads(text).get("storage", {})
+        except (tomllib.TOMLDecodeError, ValueError):
+            return None
+        return storage if isinstance(storage, dict) else None
+    return {"driver": "overlay"}
 
 
-def read_index(root: Optional[str] = None) -> Optional[list[dict[str, Any]]]:
-    """[{"id", "names"}] of every image in the store, or None when it cannot be read directly."""
-    if os.geteuid() != 0 or os.environ.get("CONTAINERS_STORAGE_CONF"):
+def _location(root: Optional[str]) -> Optional[Path]:
+    """``<graphroot>`` and the driver's name folded in: the prefix of the index files, or None."""
+    if os.geteuid() != 0:
         return None
     conf = _conf()
     if conf is None:
         return None
-    driver = conf.get("driver") or "overlay"
-    graphroot = root or conf.get("graphroot") or "/var/lib/containers/storage"
+    options = conf.get("options") if isinstance(conf.get("options"), dict) else {}
+    if any(conf.get(k) or options.get(k) for k in _ELSEWHERE):
+        return None
+    driver = conf.get("driver")
+    graphroot = root or conf.get("graphroot") or DEFAULT_GRAPHROOT
+    if not isinstance(driver, str) or not driver or not isinstance(graphroot, str):
+        return None  # no driver named: buildah picks one itself
+    return Path(graphroot) / driver
+
+
+def _read(path: Path) -> Optional[list[Any]]:
     try:
-        data = json.loads((Path(graphroot) / f"{driver}-images" / "images.json").read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, list):
+    return data if isinstance(data, list) and all(isinstance(i, dict) for i in data) else None
+
+
+def read_index(root: Optional[str] = None) -> Optional[list[dict[str, Any]]]:
+    """[{"id", "names"}] of every image in the store, or None when it cannot be read directly."""
+    where = _location(root)
+    data = _read(Path(f"{where}-images") / "images.json") if where is not None else None
+    if data is None:
         return None
-    return [{"id": str(i.get("id", "")), "names": list(i.get("names") or [])} for i in data]
+    return [{"id": str(i.get("id", "")), "names": [str(n) for n in i.get("names") or []]} for i in data]
 
 
 def root_of(argv0: list[str]) -> tuple[bool, Optional[str]]:

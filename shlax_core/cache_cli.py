@@ -83,6 +83,46 @@ def _download_caches() -> list[Any]:
     return out
 
 
+def held(rows: list[dict[str, Any]]) -> Optional[int]:
+    """Bytes these layers hold on disk together: each storage layer once, however many layers
+    share it, and none that an image outside the cache keeps anyway. None when a backend cannot
+    tell (its rows have no ``parts``)."""
+    if any("parts" not in r for r in rows):
+        return None
+    parts: dict[str, int] = {}
+    for r in rows:
+        parts.update(r["parts"])
+    return sum(parts.values())
+
+
+def _over_budget(kept: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """The coldest of ``kept`` (sorted coldest first) to remove until the rest fit in ``budget``.
+
+    With ``parts`` a removal frees only the storage layers no kept layer still uses (a step's
+    parent goes when its last child goes); without, each layer counts its image's whole size."""
+    exact = held(kept) is not None
+    users: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for r in kept:
+        for part, size in (r["parts"].items() if exact else ()):
+            users[part] = users.get(part, 0) + 1
+            sizes[part] = size
+    total = sum(sizes.values()) if exact else sum(r.get("size") or 0 for r in kept)
+    out = []
+    for r in kept:
+        if total <= budget:
+            break
+        out.append(r)
+        if not exact:
+            total -= r.get("size") or 0
+            continue
+        for part in r["parts"]:
+            users[part] -= 1
+            if users[part] == 0:
+                total -= sizes[part]
+    return out
+
+
 def _layers() -> list[dict[str, Any]]:
     from shlax_core.cache import usage
 
@@ -174,14 +214,9 @@ def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, 
             doomed += [r for r in layers if (r["used"] or 0) < limit]
         if max_size:
             budget = parse_size(max_size)
-            kept = [r for r in layers if r not in doomed]
-            total = sum(r.get("size") or 0 for r in kept)
-            for r in kept:
-                if total <= budget:
-                    break
-                doomed.append(r)
-                total -= r.get("size") or 0
-    freed = sum(r.get("size") or 0 for r in doomed)
+            doomed += _over_budget([r for r in layers if r not in doomed], budget)
+    before, after = held(layers), held([r for r in layers if r not in doomed])
+    freed = before - after if before is not None and after is not None else sum(r.get("size") or 0 for r in doomed)
     for r in doomed:
         click.echo(f"{'would remove' if dry_run else 'remove'} {r['key'][:16]} {r['target']} {r['step']}")
     if not dry_run and doomed:

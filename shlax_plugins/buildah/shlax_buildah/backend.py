@@ -115,6 +115,24 @@ def _size(text: Any) -> int:
         return 0
 
 
+def _freeable_parts(b: Buildah) -> Optional[dict[str, dict[str, int]]]:
+    """{image ID: {storage layer ID: bytes}} of the layers only cache images use (read from the
+    store's index: buildah lists no layers); None when the index cannot be read."""
+    from shlax_buildah import store
+
+    usable, root = store.root_of(b.argv0)
+    index = store.read_index(root) if usable and b.transport is None else None
+    layers = store.read_layers(root) if index is not None else None
+    if index is None or layers is None:
+        return None
+    parts = {i["id"]: store.parts(i["layer"], layers) for i in index}
+    pinned: set[str] = set()
+    for i in index:
+        if not i["names"] or not all(n.startswith(CACHE_REPO + ":") for n in i["names"]):
+            pinned.update(parts[i["id"]])
+    return {image: {k: v for k, v in p.items() if k not in pinned} for image, p in parts.items()}
+
+
 def _split_tag(ref: str) -> tuple[str, str]:
     last = ref.rsplit("/", 1)[-1]
     if ":" in last:
@@ -465,16 +483,25 @@ class BuildahBackend(ImageBackend):
     # -- cache maintenance (shlax cache ls / prune) --------------------------------------------
     @classmethod
     def list_layers(cls) -> list[dict[str, Any]]:
+        """Every cache layer: ``key``, ``image``, ``name``, ``size`` (the whole image's, parents
+        included), ``created``, and, when the store's index can be read, ``parts``: the storage
+        layers (ID -> bytes) that pruning this image could free, i.e. those no image with another
+        name (a user's image, a base) also uses. Two cache images share their parents' parts."""
         try:
-            images = Buildah().images(details=True)  # sizes and creation times: buildah's own listing
+            b = Buildah()
+            images = b.images(details=True)  # sizes and creation times: buildah's own listing
         except ShlaxError:
             return []
+        freeable = _freeable_parts(b)
         rows = []
         for image in images:
             for name in image.get("names") or []:
                 if name.startswith(CACHE_REPO + ":"):
-                    rows.append({"key": name.split(":", 1)[1], "image": image["id"], "name": name,
-                                 "size": _size(image.get("size")), "created": image.get("created")})
+                    row = {"key": name.split(":", 1)[1], "image": image["id"], "name": name,
+                           "size": _size(image.get("size")), "created": image.get("created")}
+                    if freeable is not None:
+                        row["parts"] = freeable.get(image["id"], {})
+                    rows.append(row)
         return rows
 
     @classmethod

@@ -9,6 +9,7 @@ every bad answer on every kind of request; then the real CLI where users met the
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -382,12 +383,33 @@ def test_registry_timeout_must_be_a_number(shlax, machine):
     expect_failure(proc, 2, "SHLAX_REGISTRY_TIMEOUT='soon' is not a number of seconds")
 
 
+def raw(data: bytes) -> Answer:
+    """These bytes as the whole answer, then a closed connection."""
+
+    def answer(h) -> None:
+        h.wfile.write(data)
+        h.wfile.flush()
+        h.close_connection = True
+
+    return answer
+
+
 def test_a_registrys_bytes_never_reach_the_terminal_raw(shlax, busybox_image, tmp_path, nonce, fakes):
-    """What a registry sent is quoted in the warning: no terminal escape, no line of its own."""
-    server = fakes()
-    server.on("GET", r"/tags/list", body(b'\x1b[2J\nwarning: all good\n\x1b]0;owned\x07'))
-    proc = shlax("run", str(targets(tmp_path, busybox_image, nonce, "cache_from", {"app": server.host})))
+    """What a registry sent is quoted in the warning: no terminal escape, no line of its own;
+    in a document it could not parse, in its own error message, or in a line that is not HTTP."""
+    evil = '\x1b[2J\nwarning: all good\n\x1b]0;owned\x07'
+    answers = [body(evil.encode()),
+               status(500, json.dumps({"errors": [{"code": "X", "message": evil}]}).encode()),
+               raw(b"HTTP/1.1 300 " + evil.replace("\n", " ").encode() + b"\r\nContent-Length: 0\r\n\r\n"),
+               raw(evil.replace("\n", " ").encode() + b"\r\n\r\n")]
+    hosts = {}
+    for i, answer in enumerate(answers):
+        server = fakes()
+        server.on("GET", r"/tags/list", answer)
+        hosts[f"t{i}"] = server.host
+    proc = shlax("run", str(targets(tmp_path, busybox_image, nonce, "cache_from", hosts)))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "\x1b" not in out and "\x07" not in out
     assert not any(line.startswith("warning: all good") for line in out.splitlines()), out
+    assert out.count("building locally") == len(answers), out

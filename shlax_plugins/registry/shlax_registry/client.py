@@ -180,7 +180,7 @@ class Registry:
         elif isinstance(reason, ConnectionError) and not isinstance(reason, ConnectionRefusedError):
             message = f"{who} closed the connection ({reason})"
         elif isinstance(reason, http.client.HTTPException):
-            message = f"{who} does not answer in HTTP ({type(reason).__name__}: {str(reason).strip()[:80]!r})"
+            message = f"{who} does not answer in HTTP ({type(reason).__name__}: {_clean(str(reason).strip())})"
         elif isinstance(reason, ValueError):
             message = f"{who}: bad URL ({reason})"
         else:
@@ -197,11 +197,11 @@ class Registry:
             exc.close()
             if "infinite loop" in str(exc.msg):
                 return RegistryError(f"{self.host} redirected {where} in a loop (or too many times)", status=code)
-            return RegistryError(f"{self.host} redirected {where} (HTTP {code}: {str(exc.msg)[:80]})", status=code)
+            return RegistryError(f"{self.host} redirected {where} (HTTP {code}: {_clean(str(exc.msg))})", status=code)
         detail = ""
         try:
             errors = answers.parse(self._read(exc, "an error", 64 << 10), answers.ERRORS, "an error").get("errors")
-            detail = "; ".join(f"{e.get('code', '?')}: {e.get('message', '')}" for e in errors or [])
+            detail = _clean("; ".join(f"{e.get('code', '?')}: {e.get('message', '')}" for e in errors or []))
         except (RegistryError, AttributeError, ValueError):
             pass  # an error body we cannot read: the status says enough
         if code == 401:
@@ -490,6 +490,13 @@ def _digest(digest: str) -> str:
 def _path(url: str) -> str:
     """The path of a URL for messages (an upload's query carries the registry's state: noise)."""
     return urllib.parse.urlsplit(url).path or "/"
+
+
+def _clean(text: str, limit: int = 200) -> str:
+    """Text a registry chose, fit for a terminal line: control characters (escape sequences,
+    newlines) shown escaped, at most ``limit`` characters."""
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return out if len(out) <= limit else out[:limit - 3] + "..."
 
 
 def _reason(exc: BaseException) -> str:

@@ -214,14 +214,15 @@ def targets(tmp_path: Path, base: str, nonce: str, option: str, hosts: dict[str,
     return path
 
 
-def case_names(cases: dict[str, Answer]) -> dict[str, str]:
-    """Target names for cases ("invalid JSON" -> "t3")."""
-    return {f"t{i}": case for i, case in enumerate(cases)}
+def case_names(cases: dict[str, Answer], nonce: str) -> dict[str, str]:
+    """Target names for cases ("invalid JSON" -> "fNONCEt3"): the nonce keeps their working
+    containers apart from those of tests running at the same time."""
+    return {f"f{nonce}t{i}": case for i, case in enumerate(cases)}
 
 
 def test_cache_from_any_bad_answer_is_a_warning_and_a_local_build(tmp_path, shlax, busybox_image, nonce, fakes):
     cases = bad_documents("tags")
-    names = case_names(cases)
+    names = case_names(cases, nonce)
     hosts = {}
     for name, case in names.items():
         server = fakes()
@@ -236,7 +237,7 @@ def test_cache_from_any_bad_answer_is_a_warning_and_a_local_build(tmp_path, shla
         assert statuses(proc.stdout, name) == ["done"], (case, proc.stdout)
         assert "building locally" in warned.get(name, ""), (case, warned)
         assert hosts[name] in warned[name], (case, warned[name])
-    assert not working_containers("t")
+    assert not working_containers(f"f{nonce}t")
 
 
 def test_cache_to_bad_tag_list_after_pushing_still_reports_the_build(tmp_path, shlax, busybox_image, nonce, fakes,
@@ -244,7 +245,7 @@ def test_cache_to_bad_tag_list_after_pushing_still_reports_the_build(tmp_path, s
     """The pushes go through to the real registry; the tag list at the end is broken."""
     cases = {k: v for k, v in bad_documents("tags").items()
              if k in ("invalid JSON", "a list", "wrong types", "truncated", "reset mid-body", "no answer", "not HTTP")}
-    names = case_names(cases)
+    names = case_names(cases, nonce)
     hosts = {}
     for name, case in names.items():
         server = fakes()
@@ -270,7 +271,7 @@ def test_push_to_a_broken_registry_fails_clearly(tmp_path, shlax, busybox_image,
     server.on("*", r"^/v2/.+", status(500, b"oops"))
     path = tmp_path / "shlax.toml"
     path.write_text(f"""
-[targets.app]
+[targets.app{nonce}]
 base = "{busybox_image}"
 image = "{server.host}/shlax-test/app-{nonce}"
 tls_verify = false
@@ -280,7 +281,7 @@ steps = [{{ run = ["sh", "-c", "echo {nonce} > /one"] }}]
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert "Traceback" not in out and f"pushing {server.host}/shlax-test/app-{nonce}:latest failed" in out
-    assert not working_containers("app")
+    assert not working_containers(f"app{nonce}")
 
 
 # -- cache export / import -------------------------------------------------------------------------
@@ -406,7 +407,7 @@ def test_a_registrys_bytes_never_reach_the_terminal_raw(shlax, busybox_image, tm
     for i, answer in enumerate(answers):
         server = fakes()
         server.on("GET", r"/tags/list", answer)
-        hosts[f"t{i}"] = server.host
+        hosts[f"f{nonce}t{i}"] = server.host
     proc = shlax("run", str(targets(tmp_path, busybox_image, nonce, "cache_from", hosts)))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out

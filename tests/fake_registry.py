@@ -2,10 +2,10 @@
 
 A registry is outside input. To prove shlax survives any answer, this server answers chosen
 requests badly (wrong status, invalid JSON, a list where an object belongs, keys missing or of
-the wrong type, a body cut short of its Content-Length, no answer at all, a reset connection, a
-redirect loop, an endless body, bytes that are not HTTP) and forwards every other request to a
-real registry (Debian's ``docker-registry``, tests/fixtures_registry.py), so ``buildah push`` and
-``pull`` through it work as against the real thing.
+the wrong type, a body cut short of its Content-Length, no answer at all, a body that trickles
+in, a reset connection, a redirect loop, an endless body, bytes that are not HTTP) and forwards
+every other request to a real registry (Debian's ``docker-registry``, tests/fixtures_registry.py),
+so ``buildah push`` and ``pull`` through it work as against the real thing.
 
 It can also play a registry with token authentication (the Docker token protocol, as Docker
 Hub, GitLab or Harbor speak it): requests need ``Authorization: Bearer TOKEN``, a 401 carries a
@@ -78,6 +78,29 @@ def hang() -> Answer:
 
     def answer(h: "Handler") -> None:
         h.server.release.wait()  # type: ignore[attr-defined]
+        h.close_connection = True
+
+    return answer
+
+
+def trickle(every: float = 0.2, declare: bool = True) -> Answer:
+    """A 200 whose body comes one byte every ``every`` seconds, until the client hangs up: no
+    single read ever waits long enough for a socket timeout, so only a deadline on the whole
+    document stops it."""
+
+    def answer(h: "Handler") -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        if declare:
+            h.send_header("Content-Length", str(1 << 20))
+        h.end_headers()
+        h.wfile.write(b'{"tags": ["')
+        try:
+            while not h.server.release.wait(every):  # type: ignore[attr-defined]
+                h.wfile.write(b"x")
+                h.wfile.flush()
+        except OSError:
+            pass
         h.close_connection = True
 
     return answer

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from conftest import events, statuses, working_containers
-from fake_registry import Answer, FakeRegistry, body, garbage, hang, huge, redirect_loop, reset, status, truncated
+from fake_registry import Answer, FakeRegistry, body, garbage, hang, huge, redirect_loop, reset, status, trickle, truncated
 from fixtures_registry import registry  # noqa: F401
 from shlax_registry.client import Registry
 from shlax_registry.errors import RegistryError
@@ -44,6 +44,8 @@ def bad_documents(kind: str) -> dict[str, Answer]:
         "deep nesting": body(b"[" * 100_000 + b"]" * 100_000),
         "truncated": truncated(),
         "no answer": hang(),
+        "trickle": trickle(),
+        "trickle, no length": trickle(declare=False),
         "reset": reset(),
         "reset mid-body": reset(after_headers=True),
         "redirect loop": redirect_loop(),
@@ -58,6 +60,7 @@ BAD_BLOBS = {
     "500": status(500),
     "truncated": truncated(declared=len(BLOB) + 10, sent=BLOB[:5]),
     "no answer": hang(),
+    "trickle, no length": trickle(declare=False),
     "reset": reset(),
     "reset mid-body": reset(after_headers=True),
     "redirect loop": redirect_loop(),

@@ -42,6 +42,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MANIFEST_TYPES = ", ".join([OCI_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json",
                             "application/vnd.oci.image.index.v1+json"])
 CHUNK = 1 << 20
+#: a blob that does not bring at least this much in every stretch of the timeout (2 KiB/s with
+#: the default 30 s) has stalled: a trickle is no answer either
+PROGRESS = 64 << 10
 #: the largest JSON document a registry sends (a tag page, a manifest, a token): the
 #: distribution spec caps manifests at 4 MiB
 DOC_LIMIT = 4 << 20
@@ -235,7 +238,7 @@ class Registry:
         size = 0
         try:
             while True:
-                chunk = resp.read(64 << 10)
+                chunk = resp.read1(64 << 10)  # what has come: read() would wait for all 64 KiB
                 if not chunk:
                     break
                 size += len(chunk)
@@ -415,11 +418,23 @@ class Registry:
         parts: list[bytes] = []
         got = 0
 
+        window = [time.monotonic(), 0]  # start of the current stretch of the timeout, bytes since
+
         def read() -> bytes:
             try:
-                return resp.read(CHUNK)
+                chunk = resp.read1(CHUNK)  # what has come: read() would wait for a whole CHUNK
             except (OSError, http.client.HTTPException) as exc:
                 raise RegistryError(f"{what} from {self.host} was cut off ({_reason(exc)})", unreachable=True) from None
+            # a blob may take long, but it must keep coming: at least PROGRESS bytes in every
+            # stretch of the timeout (a server sending a byte a second never trips a socket timeout)
+            window[1] += len(chunk)
+            now = time.monotonic()
+            if window[1] >= PROGRESS:
+                window[:] = [now, 0]
+            elif chunk and now - window[0] > self.timeout:
+                raise RegistryError(f"{what} from {self.host} stalled (less than {PROGRESS >> 10} KiB in "
+                                    f"{self.timeout:g}s)", unreachable=True)
+            return chunk
 
         try:
             with (tmp.open("wb") if tmp is not None else _Null()) as out:

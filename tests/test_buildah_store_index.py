@@ -147,3 +147,27 @@ def test_not_root_or_a_missing_index_is_left_to_buildah(private, monkeypatch):
 ])
 def test_which_argv_may_use_the_index(argv, usable):
     assert store_index.root_of(argv)[0] is usable
+
+
+def test_a_listing_that_races_a_removal_is_asked_again(tmp_path, busybox_image):
+    """`buildah images` fails whole ("image not known") when another process removes an image
+    while it lists the store (seen here: 1 call in 40 while other sessions prune). buildah's
+    full listing (what `cache ls` and `prune` read) is asked again rather than taken as empty.
+    The race cannot be timed on demand, so a stand-in fails the first two calls as buildah does."""
+    real = Buildah().argv0[0]
+    calls = tmp_path / "calls"
+    fake = tmp_path / "buildah"
+    fake.write_text(f"""#!/bin/sh
+echo x >> {calls}
+if [ "$(wc -l < {calls})" -le 2 ]; then
+    echo 'Error: locating image with ID "195fab55": image not known' >&2
+    exit 125
+fi
+exec {real} "$@"
+""")
+    fake.chmod(0o755)
+    b = Buildah()
+    b.argv0 = [str(fake)]
+    images = b.images(details=True)
+    assert len(calls.read_text().splitlines()) == 3
+    assert any(busybox_image in (image.get("names") or []) for image in images)

@@ -19,6 +19,9 @@ from shlax_core.process import Exec
 if TYPE_CHECKING:  # pragma: no cover
     from shlax_buildah.remote import SSHTransport
 
+#: times `buildah images` is asked when an image vanished while it listed the store
+LIST_ATTEMPTS = 5
+
 
 class Buildah:
     """Runs ``buildah`` with optional ``--root``/``--runroot`` (a separate image store)."""
@@ -89,7 +92,13 @@ class Buildah:
             index = store.read_index(root) if usable else None
             if index is not None:
                 return index
-        out = self("images", "--json", "--no-trunc", check=False)
+        for _attempt in range(LIST_ATTEMPTS):
+            out = self("images", "--json", "--no-trunc", check=False)
+            # buildah lists the store, then looks each image up: one that another process removes
+            # in between (a prune, an rmi, a build's cleanup) fails the whole listing with "image
+            # not known", and an empty answer would make `cache ls` say "0 layers"; ask again
+            if out.ok or not any("image not known" in line for line in out.tail):
+                break
         if not out.ok or not out.output.strip():
             return []
         images = json.loads(out.output)

@@ -93,8 +93,9 @@ class Runner(HostRuns):
         plain = not (plan or self.session.no_cache or self.session.pull or opts.get("push")
                      or opts.get("cache_to") or opts.get("cache_from") or not opts.get("tls_verify", True)
                      or self._cli_vars)
-        self._fast: Optional[dict[str, Any]] = {"guards": {}, "images": []} if plain else None
-        fastpath.forget(self.recipe.path, list(names))
+        self._fast = fastpath.Recording() if plain and fastpath.enabled() else None
+        if not plan:  # a plan changes nothing, the record included
+            fastpath.forget(self.recipe.path, list(names))
         # fleets expand now, so a bad inventory is an error before anything runs
         self._instances = {id(r): self._expand(r) for r in resolved if not issubclass(r.backend_cls, ImageBackend)}
         # every template is rendered now too: an undefined variable runs nothing
@@ -125,10 +126,8 @@ class Runner(HostRuns):
             self.session.save()
         if code == 0 and any(x.status != "success" for x in self.results):
             code = 2 if self.user_errors else 1
-        if code == 0 and self._fast is not None and self._fast["images"] and all(
-                issubclass(r.backend_cls, ImageBackend) for r in resolved):
-            fastpath.save(self.recipe.path, self.recipe.source.encode(), list(names),
-                          self._fast["images"], self._fast["guards"])
+        if code == 0 and self._fast is not None and all(issubclass(r.backend_cls, ImageBackend) for r in resolved):
+            self._fast.save(self.recipe, list(names), resolved, self.session.plugins)
         status = {0: "success", 1: "failed", 2: "failed", 130: "interrupted"}[code]
         self.reporter.emit("run_end", status=status, elapsed=time.monotonic() - started,
                            recap=[vars(x) for x in self.results], recap_lines=self._recap_lines())
@@ -324,7 +323,9 @@ class Runner(HostRuns):
             history.save(self.recipe.path, target.name, parts)
             cached = result.counts.get("cached", 0)
             summary = f"image {', '.join(backend.names()) or result.image} ({cached} cached, {result.counts.get('done', 0)} run)"
-            self._remember_fast(r, backend, result.image, [*step_keys, final_key])
+            if self._fast is not None:
+                self._fast.add(r, backend, result.image, [*step_keys, final_key], self.session,
+                               self.binder.watched())
             self.session.timeline.record(backend.label, "image", wall_started, time.monotonic() - started,
                                          target_phases, target=target.name)
             self.reporter.emit("target_end", **where, summary=summary, image=result.image,
@@ -363,22 +364,3 @@ class Runner(HostRuns):
         took = time.monotonic() - started
         if pushing or took >= 0.005:
             phases.add("push" if pushing else "hooks", wall, took)
-
-    def _remember_fast(self, r: Resolved, backend: ImageBackend, image: Optional[str], keys: list[str]) -> None:
-        """Collect what the no-op fast path needs to answer the next unchanged run of this target."""
-        info = backend.fastpath_info()
-        guards = [a.guards(self.session) for a in r.actions]
-        if info is None or image is None or any(g is None for g in guards):
-            self._fast = None
-            return
-        if self._fast is None:
-            return
-        for g in guards:
-            self._fast["guards"].update(g or {})
-        self._fast["guards"].update(self.binder.watched())
-        n = len(r.actions)
-        self._fast["images"].append({
-            **info, "target": r.target.name, "label": backend.label, "backend": r.backend_cls.name,
-            "steps": [a.describe() for a in r.actions], "paths": [a.step.path for a in r.actions],
-            "image": image, "names": [*backend.names(), f"localhost/shlax-cache:{keys[-1]}"], "keys": keys,
-            "summary": f"image {', '.join(backend.names()) or image} ({n} cached, 0 run)"})

@@ -12,8 +12,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
@@ -29,7 +27,6 @@ from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
 from shlax_buildah import debootstrap, isolation
 from shlax_buildah.cli import Buildah
-from shlax_buildah.debootstrap import shlax_base_image  # noqa: F401  (hook implementation)
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
 CACHE_REPO = "localhost/shlax-cache"
@@ -123,6 +120,16 @@ def _split_tag(ref: str) -> tuple[str, str]:
     return ref, "latest"
 
 
+def resolve_local(images: Sequence[dict[str, Any]], ref: str, buildah: Buildah) -> Optional[str]:
+    """The ID of the local image ``ref`` names: from a store listing we have anyway, else one
+    inspect call (short names, partial IDs). The full path and the fast path both ask this."""
+    wanted = {ref, f"{ref}:latest", f"localhost/{ref}", f"localhost/{ref}:latest"}
+    for image in images:
+        if wanted & set(image.get("names") or []) or image["id"] == ref:
+            return image["id"]
+    return buildah.image_id(ref)
+
+
 class BuildahBackend(ImageBackend):
     """Build an image with buildah, one cached layer per step."""
 
@@ -131,13 +138,23 @@ class BuildahBackend(ImageBackend):
 
     def __init__(self, target: Any, params: BuildahParams, session: Any, label: Optional[str] = None):
         super().__init__(target, params, session, label or target.name)
+        # the debootstrap: base source is a hook implementation of this plugin, registered when a
+        # buildah target is built (not at import: the fast path imports this module, and no more)
+        from shlax_buildah import debootstrap
+
+        pm = session.plugins.pm
+        if not pm.is_registered(debootstrap):
+            pm.register(debootstrap, name="backend:buildah:debootstrap")
         # a remote builder: every buildah command rides its ssh connection (opened in open())
         self.remote = SSHTransport(params.builder, target, session) if params.builder is not None else None
         self.buildah = Buildah(params.root, params.runroot, transport=self.remote)
         self.container: Optional[str] = None
         self.isolation = isolation.choose(params.isolation) if self.remote is None else (params.isolation or "")
         self._images: Optional[list[dict[str, Any]]] = None
-        self._base_ref: Optional[str] = None
+        self._base_ref: Optional[str] = None   # the base image's ID ("scratch" for none)
+        self._base_name: Optional[str] = None  # the reference it was resolved from
+        #: signatures of the host files a base source read to name the base (None: unknown)
+        self.base_guards: Optional[dict[str, Any]] = None
         self._adopted: dict[str, str] = {}  # cache names still to give to pulled layers: name -> image
 
     # -- names ---------------------------------------------------------------------------------
@@ -160,11 +177,16 @@ class BuildahBackend(ImageBackend):
     def base_key(self) -> str:
         base = self.params.base
         if base == "scratch":
-            self._base_ref = "scratch"
+            self._base_ref = self._base_name = "scratch"
+            self.base_guards = {}
             return "scratch"
         # a base source plugin (debootstrap:..., or a third party's) answers first; a registry
-        # or local reference is what no plugin claims
-        ref: str = self.session.hook.shlax_base_image(spec=base, backend=self) or base
+        # or local reference is what no plugin claims. A source that wants unchanged rebuilds to
+        # stay on the fast path sets ``base_guards`` (see fastpath_info)
+        self.base_guards = None
+        ref: Optional[str] = self.session.hook.shlax_base_image(spec=base, backend=self)
+        if ref is None:
+            ref, self.base_guards = base, {}
         image_id = None if self.session.pull else self._local_image(ref)
         if image_id is None:
             if self.session.offline:
@@ -176,28 +198,45 @@ class BuildahBackend(ImageBackend):
             image_id = self.buildah.image_id(ref)
             if image_id is None:
                 raise StepFailed(f"pulled {ref} but cannot find it in the store")
-        self._base_ref = image_id
+        self._base_ref, self._base_name = image_id, ref
         return image_id
 
-    def fastpath_info(self) -> Optional[dict[str, Any]]:
+    # -- the no-op fast path ---------------------------------------------------------------------
+    def fastpath_info(self, image: str, keys: Sequence[str]) -> Optional[dict[str, Any]]:
+        """What makes the next unchanged run all cached: the base reference still resolving to
+        the same ID (the first key's parent), the host files a base source read to name it, and
+        the final image still holding the target's names and the final key's cache name."""
         p = self.params
         if self.remote is not None or p.push or p.cache_to or p.cache_from:
             return None  # registry work or a remote store: every run must really run
-        base = self._base_ref if self._base_ref not in (None, "scratch") else None
-        names: list[str] = []
-        if base is not None:
-            names = next((list(i.get("names") or []) for i in self.images() if i["id"] == base), [])
-            if not names:
-                return None  # an unnamed base: nothing cheap to check it by
-        return {"buildah": list(self.buildah.argv0), "base_id": base, "base_names": names}
+        if self.base_guards is None:
+            return None  # a base source that did not say what its answer depends on
+        return {"root": p.root, "runroot": p.runroot, "base": self._base_name, "base_id": self._base_ref,
+                "base_guards": self.base_guards, "image": image,
+                "names": [*self.names(), f"{CACHE_REPO}:{keys[-1]}"]}
+
+    @classmethod
+    def fastpath_check(cls, records: Sequence[dict[str, Any]]) -> bool:
+        from shlax_core.files import signature
+
+        stores: dict[tuple[Optional[str], Optional[str]], tuple[Buildah, list[dict[str, Any]]]] = {}
+        for rec in records:
+            if any(signature(path) != sig for path, sig in rec["base_guards"].items()):
+                return False
+            where = (rec["root"], rec["runroot"])
+            if where not in stores:
+                b = Buildah(*where)
+                stores[where] = (b, b.images())
+            b, images = stores[where]
+            final = next((i for i in images if i["id"] == rec["image"]), None)
+            if final is None or not set(rec["names"]) <= set(final.get("names") or []):
+                return False  # the full path would re-tag (or rebuild)
+            if rec["base"] != "scratch" and resolve_local(images, rec["base"], b) != rec["base_id"]:
+                return False  # the recipe's own base reference names another image now
+        return True
 
     def _local_image(self, ref: str) -> Optional[str]:
-        """The ID of a local image: from the listing we need anyway, else one inspect call."""
-        wanted = {ref, f"{ref}:latest", f"localhost/{ref}", f"localhost/{ref}:latest"}
-        for image in self.images():
-            if wanted & set(image.get("names") or []) or image["id"] == ref:
-                return image["id"]
-        return self.buildah.image_id(ref)
+        return resolve_local(self.images(), ref, self.buildah)
 
     def lookup(self, keys: Sequence[str]) -> dict[str, str]:
         wanted = {f"{CACHE_REPO}:{k}": k for k in keys}
@@ -234,7 +273,7 @@ class BuildahBackend(ImageBackend):
     # -- the working container -----------------------------------------------------------------
     def start(self, image: Optional[str]) -> None:
         source = image or self._base_ref or "scratch"
-        name = f"shlax-{self.target.name}-{uuid.uuid4().hex[:8]}"
+        name = f"shlax-{self.target.name}-{os.urandom(4).hex()}"
         self.container = name  # known before it exists: an interrupt during `from` still removes it
         self._facts = None  # type: ignore[assignment]
         self._rootfs: Optional[str] = None
@@ -292,6 +331,8 @@ class BuildahBackend(ImageBackend):
         # buildah's own temporary files (``buildahNNN`` folders for run, add, commit) go in a
         # folder of ours, removed at close: a buildah stopped by an interrupt cannot leave them
         # in /var/tmp. Beside /var/tmp (or $TMPDIR), not in /tmp, which may be a small tmpfs.
+        import tempfile
+
         self._tmp = tempfile.mkdtemp(prefix="shlax-buildah-", dir=os.environ.get("TMPDIR") or "/var/tmp")
         self.buildah.env = {**os.environ, "TMPDIR": self._tmp}
 

@@ -177,8 +177,16 @@ class ImageBackend(Backend):
 
     kind: ClassVar[str] = "image"
 
-    def base_key(self) -> str:
-        """Resolve the base image and return its identity (image ID): the parent of the first step."""
+    #: set by :meth:`base_key` in a plan when the base is not there yet: what run would do about
+    #: it ("base image X is not in the local store: run will pull it"), shown as each step's reason
+    base_note: Optional[str] = None
+
+    def base_key(self) -> Optional[str]:
+        """Resolve the base image and return its identity (image ID): the parent of the first step.
+
+        In a plan (:attr:`plan` is true) it changes nothing: no pull, no build. A base not in the
+        store then gives None, with :attr:`base_note` saying what run would do.
+        """
         raise NotImplementedError
 
     def lookup(self, keys: Sequence[str]) -> dict[str, str]:

@@ -226,9 +226,11 @@ class Runner(HostRuns):
         step_started = started
         wall_started = time.time()
         target_phases = Phases()  # what belongs to the target, not a step: lookup, final commit, push
+        backend.plan = plan
         try:
             backend.open()
-            parent = keys.base_key(backend.base_key())
+            base = backend.base_key()  # None: a plan that cannot see the base (run would pull it)
+            parent = keys.base_key(base or "")
             parts: list[dict[str, Any]] = []
             phases = [Phases() for _ in r.actions]
             for a, ph in zip(r.actions, phases):
@@ -247,7 +249,7 @@ class Runner(HostRuns):
                                       backend.config_data(), {})
             step_keys = [p["key"] for p in parts]
             with target_phases("lookup"):
-                found = {} if self.session.no_cache else backend.lookup([*step_keys, final_key])
+                found = {} if self.session.no_cache or base is None else backend.lookup([*step_keys, final_key])
                 start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
             if not plan and not self.session.no_cache and final_key not in found:
                 with target_phases("pull"):
@@ -265,7 +267,12 @@ class Runner(HostRuns):
                                                             status="cached", elapsed=0.0)
                 elif plan:
                     prev = previous[i] if i < len(previous) else None
-                    reason = "--no-cache" if self.session.no_cache else history.why(parts[i], prev)
+                    if self.session.no_cache:
+                        reason = "--no-cache"
+                    elif base is None:
+                        reason = backend.base_note or "the base image is not in the local store"
+                    else:
+                        reason = history.why(parts[i], prev)
                     self._step_event("step_end", where, i + 1, total, a, status="run", reason=reason,
                                      phases=phases[i].durations())
                     result.add("run")

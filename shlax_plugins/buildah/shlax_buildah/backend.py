@@ -185,8 +185,20 @@ class BuildahBackend(ImageBackend):
         # stay on the fast path sets ``base_guards`` (see fastpath_info)
         self.base_guards = None
         ref: Optional[str] = self.session.hook.shlax_base_image(spec=base, backend=self)
+        made = ref is not None
         if ref is None:
             ref, self.base_guards = base, {}
+        if self.plan:  # a plan pulls and builds nothing: it says what run would do
+            image_id = self._local_image(ref)
+            if image_id is None:
+                how = "build" if made else "pull"
+                self.base_note = f"base image {ref} is not in the local store: run will {how} it"
+            elif self.session.pull and not made:
+                self.session.reporter.emit("info", target=self.target.name,
+                                           message=f"--pull: run pulls {ref} again first; its steps stay cached "
+                                                   "only if it did not change upstream")
+            self._base_ref, self._base_name = image_id, ref
+            return image_id
         image_id = None if self.session.pull else self._local_image(ref)
         if image_id is None:
             if self.session.offline:
@@ -245,7 +257,7 @@ class BuildahBackend(ImageBackend):
             for name in image.get("names") or []:
                 if name in wanted:
                     found[wanted[name]] = image["id"]
-        if found:
+        if found and not self.plan:  # a plan changes nothing, layer use times included
             usage.touch(found)
         return found
 

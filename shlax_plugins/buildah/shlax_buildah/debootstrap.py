@@ -164,8 +164,8 @@ def shlax_base_image(spec: str, backend: "BuildahBackend") -> Optional[str]:
     opts = parse(spec, backend.target.where_of("base"))
     name = image_name(opts)
     backend.base_guards = guards
-    if backend.buildah.image_id(name):
-        return name
+    if backend.plan or backend.buildah.image_id(name):
+        return name  # a plan builds nothing: the backend reports a missing base as "will build"
     if shutil.which("debootstrap") is None:
         raise ShlaxError(f"base {spec!r} needs debootstrap, which is not installed",
                          where=backend.target.where_of("base"), hint="apt-get install debootstrap")
@@ -258,8 +258,8 @@ def remote_base_image(spec: str, backend: "BuildahBackend", transport: "SSHTrans
                          "(not on the PATH of its ssh sessions)", where=where,
                          hint=f"on {transport.label}: apt-get install debootstrap")
     name = image_name(opts, version)
-    if backend.buildah.image_id(name):
-        return name
+    if backend.plan or backend.buildah.image_id(name):
+        return name  # a plan builds nothing: the backend reports a missing base as "will build"
     if backend.session.offline:
         raise ShlaxError(f"base {spec!r} was never built on {transport.label} and --offline forbids "
                          "downloading it", where=where, hint="build once with the network on")

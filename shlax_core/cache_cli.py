@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -83,6 +84,18 @@ def _download_caches() -> list[Any]:
     return out
 
 
+def _layer_id(row: dict[str, Any]) -> tuple[Any, str]:
+    """What one storage layer is: several cache names (the last step's and the final image's)
+    can name one image, and so one layer."""
+    return row.get("backend"), str(row.get("layer") or row["image"])
+
+
+def held(rows: list[dict[str, Any]]) -> int:
+    """The bytes these layers hold on disk: each layer's own size (never its parents'), each
+    layer once."""
+    return sum({_layer_id(r): r.get("size") or 0 for r in rows}.values())
+
+
 def _layers() -> list[dict[str, Any]]:
     from shlax_core.cache import usage
 
@@ -119,7 +132,7 @@ def cache() -> None:
 @cache.command("ls")
 @click.option("--json", "json_mode", is_flag=True)
 def ls(json_mode: bool) -> None:
-    """List layers shlax made (newest use first) and the download cache folders."""
+    """Every shlax cache layer in the image store (newest use first), and the download cache folders."""
     import json
 
     layers = sorted(_layers(), key=lambda r: -(r["used"] or 0))
@@ -142,9 +155,10 @@ def ls(json_mode: bool) -> None:
 
 @cache.command("du")
 def du_cmd() -> None:
-    """Disk used by layers and by each download cache."""
+    """Disk held by the layer cache (each layer once, without base images) and by each download cache."""
     layers = _layers()
-    click.echo(f"layers    {human(sum(r.get('size') or 0 for r in layers)):>10}  ({len(layers)} layers)")
+    count = len({_layer_id(r) for r in layers})
+    click.echo(f"layers    {human(held(layers)):>10}  ({count} layer{'s' if count != 1 else ''})")
     for c in _download_caches():
         size = sum(du(Path(f)) for f in c.folders() if Path(f).exists())
         click.echo(f"{c.name:<9} {human(size):>10}  {', '.join(str(f) for f in c.folders())}")
@@ -175,13 +189,17 @@ def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, 
         if max_size:
             budget = parse_size(max_size)
             kept = [r for r in layers if r not in doomed]
-            total = sum(r.get("size") or 0 for r in kept)
+            names = Counter(_layer_id(r) for r in kept)  # a layer goes with its last name
+            total = held(kept)
             for r in kept:
                 if total <= budget:
                     break
                 doomed.append(r)
-                total -= r.get("size") or 0
-    freed = sum(r.get("size") or 0 for r in doomed)
+                names[_layer_id(r)] -= 1
+                if not names[_layer_id(r)]:
+                    total -= r.get("size") or 0
+    staying = {_layer_id(r) for r in layers if r not in doomed}
+    freed = held([r for r in doomed if _layer_id(r) not in staying])
     for r in doomed:
         click.echo(f"{'would remove' if dry_run else 'remove'} {r['key'][:16]} {r['target']} {r['step']}")
     if not dry_run and doomed:

@@ -25,7 +25,7 @@ from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import debootstrap, isolation
+from shlax_buildah import isolation, store
 from shlax_buildah.cli import Buildah
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
@@ -38,6 +38,8 @@ def _base_problem(base: str) -> Optional[str]:
     """Checked at recipe time: "scratch", an image reference, or SOURCE:ARG for a base plugin."""
     if base == "scratch":
         return None
+    from shlax_buildah import debootstrap  # here, not at import: the fast path imports this module
+
     if base.startswith(debootstrap.PREFIX):
         try:
             debootstrap.parse(base, None, default_mirror=lambda: None)
@@ -101,15 +103,14 @@ class BuildahParams:
         return None
 
 
-def _size(text: Any) -> int:
-    """buildah prints sizes like "2.21 MB" (decimal units)."""
-    if isinstance(text, (int, float)):
-        return int(text)
+def _top_layer(b: Buildah, image: str) -> tuple[Optional[str], int]:
+    """(digest, size) of an image's own top layer, from its manifest (one inspect call)."""
+    out = b("inspect", "--type", "image", "--format", "{{.Manifest}}", image, check=False)
     try:
-        number, unit = str(text).split()
-        return int(float(number) * {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit])
-    except (ValueError, KeyError):
-        return 0
+        last = json.loads(out.output)["layers"][-1]
+        return str(last["digest"]), int(last["size"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None, 0
 
 
 def _split_tag(ref: str) -> tuple[str, str]:
@@ -518,16 +519,33 @@ class BuildahBackend(ImageBackend):
     # -- cache maintenance (shlax cache ls / prune) --------------------------------------------
     @classmethod
     def list_layers(cls) -> list[dict[str, Any]]:
+        """Every ``localhost/shlax-cache:KEY`` name in the store, made under any SHLAX_CACHE_DIR.
+
+        ``size`` is the layer's own bytes (its step's changes), not the image's: a cache image
+        holds its parents too, and counting them again for every child overstated the cache
+        several times. ``layer`` identifies the storage layer, so two names of one image (the
+        last step and the final image) count once."""
         try:
-            images = Buildah().images(details=True)  # sizes and creation times: buildah's own listing
+            b = Buildah()
+            images = b.images(details=True)  # creation times: buildah's own listing
         except ShlaxError:
             return []
+        index = store.read_index()
+        layers = store.read_layers() if index is not None else None
+        top = {i["id"]: i.get("layer") for i in index or []}
         rows = []
         for image in images:
-            for name in image.get("names") or []:
-                if name.startswith(CACHE_REPO + ":"):
-                    rows.append({"key": name.split(":", 1)[1], "image": image["id"], "name": name,
-                                 "size": _size(image.get("size")), "created": image.get("created")})
+            cache = [n for n in image.get("names") or [] if n.startswith(CACHE_REPO + ":")]
+            if not cache:
+                continue
+            if layers is not None and top.get(image["id"]) in layers:
+                layer = top[image["id"]]
+                size = layers[layer]["size"]
+            else:  # not the default store layout: the last layer of the image's manifest
+                layer, size = _top_layer(b, image["id"])
+            for name in cache:
+                rows.append({"key": name.split(":", 1)[1], "image": image["id"], "name": name,
+                             "size": size, "layer": layer or image["id"], "created": image.get("created")})
         return rows
 
     @classmethod

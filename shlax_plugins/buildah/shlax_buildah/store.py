@@ -35,8 +35,8 @@ def _conf() -> Optional[dict[str, str]]:
     return {}
 
 
-def read_index(root: Optional[str] = None) -> Optional[list[dict[str, Any]]]:
-    """[{"id", "names"}] of every image in the store, or None when it cannot be read directly."""
+def _read(root: Optional[str], what: str) -> Optional[list[dict[str, Any]]]:
+    """``<graphroot>/<driver>-<what>/<what>.json`` of the default layout, or None."""
     if os.geteuid() != 0 or os.environ.get("CONTAINERS_STORAGE_CONF"):
         return None
     conf = _conf()
@@ -45,12 +45,30 @@ def read_index(root: Optional[str] = None) -> Optional[list[dict[str, Any]]]:
     driver = conf.get("driver") or "overlay"
     graphroot = root or conf.get("graphroot") or "/var/lib/containers/storage"
     try:
-        data = json.loads((Path(graphroot) / f"{driver}-images" / "images.json").read_text())
+        data = json.loads((Path(graphroot) / f"{driver}-{what}" / f"{what}.json").read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, list):
+    return data if isinstance(data, list) else None
+
+
+def read_index(root: Optional[str] = None) -> Optional[list[dict[str, Any]]]:
+    """[{"id", "names", "layer"}] of every image in the store (``layer``: its top layer's ID), or
+    None when it cannot be read directly."""
+    data = _read(root, "images")
+    if data is None:
         return None
-    return [{"id": str(i.get("id", "")), "names": list(i.get("names") or [])} for i in data]
+    return [{"id": str(i.get("id", "")), "names": list(i.get("names") or []), "layer": i.get("layer")}
+            for i in data]
+
+
+def read_layers(root: Optional[str] = None) -> Optional[dict[str, dict[str, Any]]]:
+    """Every layer of the store by ID: ``{"parent", "size"}`` (its own uncompressed bytes, not its
+    parents'), or None when the store cannot be read directly."""
+    data = _read(root, "layers")
+    if data is None:
+        return None
+    return {str(layer.get("id")): {"parent": layer.get("parent"), "size": int(layer.get("diff-size") or 0)}
+            for layer in data}
 
 
 def root_of(argv0: list[str]) -> tuple[bool, Optional[str]]:

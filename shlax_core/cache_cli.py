@@ -96,12 +96,12 @@ def held(rows: list[dict[str, Any]]) -> int:
     return sum({_layer_id(r): r.get("size") or 0 for r in rows}.values())
 
 
-def _layers() -> list[dict[str, Any]]:
+def _layers(backends: Optional[list[Any]] = None) -> list[dict[str, Any]]:
     from shlax_core.cache import usage
 
     used = usage.load()
     rows = []
-    for backend in _layer_backends():
+    for backend in _layer_backends() if backends is None else backends:
         for layer in backend.list_layers():
             info = used.get(layer["key"], {})
             layer.setdefault("created", info.get("created"))
@@ -178,7 +178,11 @@ def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, 
     if not (older_than or max_size or everything or downloads):
         raise ShlaxError("say what to prune: --older-than AGE, --max-size SIZE, --all or --downloads",
                          hint="e.g. shlax cache prune --older-than 7d --max-size 10G")
-    layers = sorted(_layers(), key=lambda r: r["used"] or 0)  # coldest first
+    backends = _layer_backends()
+    for backend in backends:  # what killed builds left behind (never a live build's)
+        for line in getattr(backend, "clean_orphans", lambda dry_run: [])(dry_run=dry_run):
+            click.echo(f"warning: {line}")
+    layers = sorted(_layers(backends), key=lambda r: r["used"] or 0)  # coldest first
     doomed: list[dict[str, Any]] = []
     if everything:
         doomed = list(layers)

@@ -25,7 +25,7 @@ from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import isolation, store
+from shlax_buildah import isolation, owners, store
 from shlax_buildah.cli import Buildah
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
@@ -288,6 +288,9 @@ class BuildahBackend(ImageBackend):
         source = image or self._base_ref or "scratch"
         name = f"shlax-{self.target.name}-{os.urandom(4).hex()}"
         self.container = name  # known before it exists: an interrupt during `from` still removes it
+        claim = getattr(self, "_claim", None)
+        if claim is not None:  # and a kill: the owner record names it first
+            claim.container(name)
         self._facts = None  # type: ignore[assignment]
         self._rootfs: Optional[str] = None
         self._made: list[str] = []
@@ -331,37 +334,62 @@ class BuildahBackend(ImageBackend):
                 path = os.path.dirname(path)
         self._made = []
 
-    def _remove_container(self) -> None:
+    def _remove_container(self) -> bool:
+        """Remove the working container; False when buildah could not (a later sweep retries)."""
         if self.container:
             name, self.container = self.container, None
-            self.buildah("rm", "--", name, check=False)
+            return self.buildah("rm", "--", name, check=False).ok
+        return True
 
     def open(self) -> None:
         if self.remote is not None:
             self.remote.open(self.buildah.argv0)
             self.isolation = self.isolation or self.remote.isolation()
             return
+        # what killed runs left (SIGKILL, crash, power cut) goes first, and is reported
+        for line in self.clean_orphans():
+            self.session.reporter.emit("warning", message=line, target=self.target.name)
         # buildah's own temporary files (``buildahNNN`` folders for run, add, commit) go in a
         # folder of ours, removed at close: a buildah stopped by an interrupt cannot leave them
         # in /var/tmp. Beside /var/tmp (or $TMPDIR), not in /tmp, which may be a small tmpfs.
-        import tempfile
-
-        self._tmp = tempfile.mkdtemp(prefix="shlax-buildah-", dir=os.environ.get("TMPDIR") or "/var/tmp")
+        # The owner record names it before it exists, so a kill at any moment leaves it findable.
+        self._claim = owners.Claim(self.params.root, self.params.runroot)
+        tmp = os.path.join(os.environ.get("TMPDIR") or "/var/tmp", owners.TMP_PREFIX + os.urandom(6).hex())
+        self._claim.folder(tmp)
+        os.mkdir(tmp, 0o700)
+        self._tmp = tmp
         self.buildah.env = {**os.environ, "TMPDIR": self._tmp}
 
     def close(self) -> None:
+        removed = False
         try:
             if self._adopted:  # the build stopped before the final tag: keep what was pulled
                 self._tag_adopted()
             if self.remote is not None:
                 self.remote.stop()  # a step an interrupt left running there holds the container
-            self._remove_container()
+            removed = self._remove_container()
         finally:
             if self.remote is not None:
                 self.remote.close()
             tmp, self._tmp = getattr(self, "_tmp", None), None
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
+            claim = getattr(self, "_claim", None)
+            if claim is not None and removed:
+                claim.release()
+
+    @classmethod
+    def clean_orphans(cls, dry_run: bool = False) -> list[str]:
+        """Remove the working containers and temporary folders of shlax processes that were
+        killed before their cleanup (never those of a live one); one line per process."""
+
+        def remove(record: dict[str, Any], name: str) -> bool:
+            b = Buildah(record.get("root"), record.get("runroot"))
+            if dry_run:
+                return b("inspect", "--type", "container", "--", name, check=False).ok
+            return b("rm", "--", name, check=False).ok
+
+        return owners.sweep(remove, dry_run=dry_run)
 
     def run(self, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,
             workdir: Optional[str] = None, user: Optional[str] = None,

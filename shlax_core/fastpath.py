@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Sequence
 
 VERSION = 2
 DISABLE_ENV = "SHLAX_NO_FASTPATH"
@@ -126,6 +126,16 @@ class Recording:
         self.ok = True
         self.images: list[dict[str, Any]] = []
         self.guards: dict[str, Any] = {}
+
+    def sign_code(self, resolved: Sequence[Any]) -> None:
+        """Sign the source files of the backends and actions the targets use, before anything runs
+        (they were just imported): an action's ``cache_version`` is in its step keys, and an
+        editable install changes it without changing any distribution's metadata."""
+        for r in resolved:
+            for cls in (r.backend_cls, *(type(a) for a in r.actions or () if a is not None)):
+                path = getattr(sys.modules.get(cls.__module__), "__file__", None)
+                if path:
+                    self.guards[path] = _signature(path)
 
     def add(self, resolved: Any, backend: Any, image: Optional[str], keys: list[str], session: Any,
             templates: Optional[dict[str, Any]] = None) -> None:

@@ -104,6 +104,8 @@ class Runner(HostRuns):
                 self._bind_image(r)
             else:
                 self.prebind(r)
+        if self._fast is not None:  # every action object exists now, its module imported
+            self._fast.sign_code(resolved)
         for error in self.session.plugins.load_hooks():
             self.reporter.warning(f"{error.message} (skipped)")
         started = time.monotonic()

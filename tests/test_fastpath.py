@@ -220,6 +220,13 @@ def test_plugin_version_edited_in_place(tmp_path, busybox_image, nonce):
     assert not fast(proc.stdout) and statuses(proc.stdout) == ["cached", "cached", "done"], proc.stdout
     assert fast(p.run().stdout)
 
+    # an editable install: the code's cache_version changes, no metadata does
+    module = site / "shlax_test_fpnote" / "__init__.py"
+    module.write_text(PLUGIN_MODULE.replace('    primary = "text"', '    primary = "text"\n    cache_version = "2"'))
+    proc = p.run()
+    assert not fast(proc.stdout) and statuses(proc.stdout) == ["cached", "cached", "done"], proc.stdout
+    assert fast(p.run().stdout)
+
 
 def test_disabled_backend_plugin_is_an_error_not_a_fast_answer(project):
     proc = project.run(SHLAX_DISABLE_PLUGINS="shlax-plugin-buildah")

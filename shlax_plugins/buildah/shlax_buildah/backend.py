@@ -230,12 +230,13 @@ class BuildahBackend(ImageBackend):
 
     @classmethod
     def fastpath_check(cls, records: Sequence[dict[str, Any]]) -> bool:
-        from shlax_core.files import signature
-
         stores: dict[tuple[Optional[str], Optional[str]], tuple[Buildah, list[dict[str, Any]]]] = {}
         for rec in records:
-            if any(signature(path) != sig for path, sig in rec["base_guards"].items()):
-                return False
+            if rec["base_guards"]:  # a base source's host files (imported only then: kept cheap)
+                from shlax_core.files import signature
+
+                if any(signature(path) != sig for path, sig in rec["base_guards"].items()):
+                    return False
             where = (rec["root"], rec["runroot"])
             if where not in stores:
                 b = Buildah(*where)

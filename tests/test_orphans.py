@@ -111,6 +111,18 @@ def test_a_live_build_is_left_alone(tmp_path, env, busybox_image, nonce):
     assert working_containers(f"l{nonce}") == []
 
 
+def test_plan_says_what_a_killed_run_left_and_keeps_it(tmp_path, env, busybox_image, nonce):
+    container, marker = killed_build(tmp_path, env, busybox_image, nonce)
+    other = recipe(tmp_path / "plan", busybox_image, f"p{nonce}", f"step-p{nonce}")
+    proc = subprocess.run([*SHLAX, "plan", str(other)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"warning: would remove {container}" in proc.stdout, proc.stdout
+    assert working_containers(f"k{nonce}") == [container] and processes(marker)
+    prune = run_shlax("cache", "prune", "--older-than", "1000d", env={"TMPDIR": env["TMPDIR"]})
+    assert f"warning: removed {container}" in prune.stdout, prune.stdout
+    assert working_containers(f"k{nonce}") == [] and processes(marker) == []
+
+
 def test_cache_prune_removes_what_a_killed_run_left(tmp_path, env, busybox_image, nonce):
     container, marker = killed_build(tmp_path, env, busybox_image, nonce)
     dry = run_shlax("cache", "prune", "--older-than", "1000d", "--dry-run", env={"TMPDIR": env["TMPDIR"]})

@@ -347,8 +347,9 @@ class BuildahBackend(ImageBackend):
             self.remote.open(self.buildah.argv0)
             self.isolation = self.isolation or self.remote.isolation()
             return
-        # what killed runs left (SIGKILL, crash, power cut) goes first, and is reported
-        for line in self.clean_orphans():
+        # what killed runs left (SIGKILL, crash, power cut) goes first, and is reported; a plan
+        # changes nothing: it only says what the run will remove
+        for line in self.clean_orphans(dry_run=self.plan):
             self.session.reporter.emit("warning", message=line, target=self.target.name)
         # buildah's own temporary files (``buildahNNN`` folders for run, add, commit) go in a
         # folder of ours, removed at close: a buildah stopped by an interrupt cannot leave them

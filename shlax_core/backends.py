@@ -177,8 +177,16 @@ class ImageBackend(Backend):
 
     kind: ClassVar[str] = "image"
 
-    def base_key(self) -> str:
-        """Resolve the base image and return its identity (image ID): the parent of the first step."""
+    #: set by :meth:`base_key` in a plan when the base is not there yet: what run would do about
+    #: it ("base image X is not in the local store: run will pull it"), shown as each step's reason
+    base_note: Optional[str] = None
+
+    def base_key(self) -> Optional[str]:
+        """Resolve the base image and return its identity (image ID): the parent of the first step.
+
+        In a plan (:attr:`plan` is true) it changes nothing: no pull, no build. A base not in the
+        store then gives None, with :attr:`base_note` saying what run would do.
+        """
         raise NotImplementedError
 
     def lookup(self, keys: Sequence[str]) -> dict[str, str]:
@@ -201,10 +209,28 @@ class ImageBackend(Backend):
         """
         raise NotImplementedError
 
-    def fastpath_info(self) -> Optional[dict[str, Any]]:
-        """How the no-op fast path can check this target without loading the plugin:
-        ``{"buildah": argv0, "base_id": ID or None, "base_names": [...]}``. None: it cannot."""
+    def fastpath_info(self, image: str, keys: Sequence[str]) -> Optional[dict[str, Any]]:
+        """What the no-op fast path must check, next time, to answer "all cached" for this target
+        without building anything: JSON data handed back to :meth:`fastpath_check`.
+
+        Called after a successful build (or a wholly cached one) whose final image is ``image``;
+        ``keys`` are the step keys, the final image's key last. The core already checks the recipe
+        text, the installed plugins and every host input; the backend adds what only it knows:
+        that the base still resolves to the image the first key was made from, and that the
+        final image is still there under its names. Return None when that cannot be checked
+        cheaply (a remote store, registry work on every run): the fast path is then off.
+        """
         return None
+
+    @classmethod
+    def fastpath_check(cls, records: Sequence[dict[str, Any]]) -> bool:
+        """True when every record (what :meth:`fastpath_info` returned, one per target of this
+        backend in the run) still holds: the full path would find every step cached and have
+        nothing to tag. It runs in a fresh process where only this backend's entry point was
+        loaded (no hooks, no session), must be cheap (it is most of an unchanged rebuild's time:
+        no network, at most a command or two) and must answer False, never raise, on anything
+        unexpected."""
+        return False
 
     def merges_last_step(self) -> bool:
         """True when the final image would be identical to the last step's layer (no image

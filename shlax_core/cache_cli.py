@@ -83,52 +83,55 @@ def _download_caches() -> list[Any]:
     return out
 
 
-def held(rows: list[dict[str, Any]]) -> Optional[int]:
-    """Bytes these layers hold on disk together: each storage layer once, however many layers
-    share it, and none that an image outside the cache keeps anyway. None when a backend cannot
-    tell (its rows have no ``parts``)."""
-    if any("parts" not in r for r in rows):
-        return None
-    parts: dict[str, int] = {}
-    for r in rows:
-        parts.update(r["parts"])
-    return sum(parts.values())
+def _layer_id(row: dict[str, Any]) -> tuple[Any, str]:
+    """What one storage layer is: several cache names (the last step's and the final image's)
+    can name one image, and so one layer."""
+    return row.get("backend"), str(row.get("layer") or row["image"])
+
+
+def held(rows: list[dict[str, Any]]) -> int:
+    """Bytes these layers hold on disk together. With ``parts`` (the storage layers each one is
+    made of that no image outside the cache keeps): each storage layer once, however many layers
+    share it. Without (a backend that cannot tell): each layer's own size, each layer once."""
+    if rows and all("parts" in r for r in rows):
+        parts: dict[str, int] = {}
+        for r in rows:
+            parts.update(r["parts"])
+        return sum(parts.values())
+    return sum({_layer_id(r): r.get("size") or 0 for r in rows}.values())
 
 
 def _over_budget(kept: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
-    """The coldest of ``kept`` (sorted coldest first) to remove until the rest fit in ``budget``.
-
-    With ``parts`` a removal frees only the storage layers no kept layer still uses (a step's
-    parent goes when its last child goes); without, each layer counts its image's whole size."""
-    exact = held(kept) is not None
-    users: dict[str, int] = {}
-    sizes: dict[str, int] = {}
+    """The coldest of ``kept`` (sorted coldest first) to remove until the rest fit in ``budget``,
+    weighed as :func:`held` weighs them: with ``parts`` a removal frees only the storage layers no
+    kept layer still uses (a step's parent goes when its last child goes); without, a layer goes
+    with its last name."""
+    exact = bool(kept) and all("parts" in r for r in kept)
+    users: dict[Any, int] = {}
+    sizes: dict[Any, int] = {}
     for r in kept:
-        for part, size in (r["parts"].items() if exact else ()):
+        for part, size in (r["parts"].items() if exact else [(_layer_id(r), r.get("size") or 0)]):
             users[part] = users.get(part, 0) + 1
             sizes[part] = size
-    total = sum(sizes.values()) if exact else sum(r.get("size") or 0 for r in kept)
+    total = sum(sizes.values())
     out = []
     for r in kept:
         if total <= budget:
             break
         out.append(r)
-        if not exact:
-            total -= r.get("size") or 0
-            continue
-        for part in r["parts"]:
+        for part in (r["parts"] if exact else [_layer_id(r)]):
             users[part] -= 1
             if users[part] == 0:
                 total -= sizes[part]
     return out
 
 
-def _layers() -> list[dict[str, Any]]:
+def _layers(backends: Optional[list[Any]] = None) -> list[dict[str, Any]]:
     from shlax_core.cache import usage
 
     used = usage.load()
     rows = []
-    for backend in _layer_backends():
+    for backend in _layer_backends() if backends is None else backends:
         for layer in backend.list_layers():
             info = used.get(layer["key"], {})
             layer.setdefault("created", info.get("created"))
@@ -159,7 +162,7 @@ def cache() -> None:
 @cache.command("ls")
 @click.option("--json", "json_mode", is_flag=True)
 def ls(json_mode: bool) -> None:
-    """List layers shlax made (newest use first) and the download cache folders."""
+    """Every shlax cache layer in the image store (newest use first), and the download cache folders."""
     import json
 
     layers = sorted(_layers(), key=lambda r: -(r["used"] or 0))
@@ -182,9 +185,10 @@ def ls(json_mode: bool) -> None:
 
 @cache.command("du")
 def du_cmd() -> None:
-    """Disk used by layers and by each download cache."""
+    """Disk held by the layer cache (each layer once, without base images) and by each download cache."""
     layers = _layers()
-    click.echo(f"layers    {human(sum(r.get('size') or 0 for r in layers)):>10}  ({len(layers)} layers)")
+    count = len({_layer_id(r) for r in layers})
+    click.echo(f"layers    {human(held(layers)):>10}  ({count} layer{'s' if count != 1 else ''})")
     for c in _download_caches():
         size = sum(du(Path(f)) for f in c.folders() if Path(f).exists())
         click.echo(f"{c.name:<9} {human(size):>10}  {', '.join(str(f) for f in c.folders())}")
@@ -204,7 +208,11 @@ def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, 
     if not (older_than or max_size or everything or downloads):
         raise ShlaxError("say what to prune: --older-than AGE, --max-size SIZE, --all or --downloads",
                          hint="e.g. shlax cache prune --older-than 7d --max-size 10G")
-    layers = sorted(_layers(), key=lambda r: r["used"] or 0)  # coldest first
+    backends = _layer_backends()
+    for backend in backends:  # what killed builds left behind (never a live build's)
+        for line in getattr(backend, "clean_orphans", lambda dry_run: [])(dry_run=dry_run):
+            click.echo(f"warning: {line}")
+    layers = sorted(_layers(backends), key=lambda r: r["used"] or 0)  # coldest first
     doomed: list[dict[str, Any]] = []
     if everything:
         doomed = list(layers)
@@ -215,8 +223,7 @@ def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, 
         if max_size:
             budget = parse_size(max_size)
             doomed += _over_budget([r for r in layers if r not in doomed], budget)
-    before, after = held(layers), held([r for r in layers if r not in doomed])
-    freed = before - after if before is not None and after is not None else sum(r.get("size") or 0 for r in doomed)
+    freed = held(layers) - held([r for r in layers if r not in doomed])
     for r in doomed:
         click.echo(f"{'would remove' if dry_run else 'remove'} {r['key'][:16]} {r['target']} {r['step']}")
     if not dry_run and doomed:

@@ -106,6 +106,8 @@ def _timeline_out(session: Any, recipe: Any, timings: bool, trace: Optional[str]
             click.echo(f"shlax: warning: cannot write the trace to {trace}: {exc.strerror}", err=True)
 
 
+#: the options of `run`, and of `plan` (which accepts exactly the same, so any `run` command line
+#: can be checked first by changing its verb; options that only matter to a build are ignored)
 _common = [
     click.argument("recipe_file", required=False, metavar="[RECIPE]"),
     click.argument("targets", nargs=-1),
@@ -122,6 +124,10 @@ _common = [
     click.option("--trace", metavar="FILE", type=click.Path(dir_okay=False, writable=True),
                  callback=lambda ctx, param, value: _trace_file(value),
                  help="Write the run as a Chrome trace (open it in ui.perfetto.dev)."),
+    click.option("--push", is_flag=True, help="Push the final images to their registry names."),
+    click.option("--cache-to", metavar="REGISTRY/REPO", help="Push every new step layer there, under its key."),
+    click.option("--cache-from", metavar="REGISTRY/REPO", help="Pull missing step layers from there."),
+    click.option("--tls-verify/--no-tls-verify", default=True, help="Verify registry TLS (default: on)."),
 ]
 
 
@@ -133,10 +139,6 @@ def _options(f: Any) -> Any:
 
 @cli.command(context_settings=CONTEXT)
 @_options
-@click.option("--push", is_flag=True, help="Push the final images to their registry names.")
-@click.option("--cache-to", metavar="REGISTRY/REPO", help="Push every new step layer there, under its key.")
-@click.option("--cache-from", metavar="REGISTRY/REPO", help="Pull missing step layers from there.")
-@click.option("--tls-verify/--no-tls-verify", default=True, help="Verify registry TLS (default: on).")
 def run(recipe_file: Optional[str], targets: tuple[str, ...], **kw: Any) -> None:
     """Build or apply the targets of RECIPE (default ./shlax.toml); all targets when none is named."""
     _run(recipe_file, targets, False, **kw)
@@ -145,7 +147,11 @@ def run(recipe_file: Optional[str], targets: tuple[str, ...], **kw: Any) -> None
 @cli.command(context_settings=CONTEXT)
 @_options
 def plan(recipe_file: Optional[str], targets: tuple[str, ...], **kw: Any) -> None:
-    """Show, per step, whether it is cached or will run and why; on hosts, what would change."""
+    """Show, per step, whether it is cached or will run and why; on hosts, what would change.
+
+    Takes the options of `run` (those that only matter to a build are ignored) and changes
+    nothing: no pull, no build, no registry, no layer, no record a later run depends on.
+    """
     _run(recipe_file, targets, True, **kw)
 
 

@@ -148,7 +148,10 @@ class HostRuns:
         slots[n] = result
         total = len(r.plans)
         started = time.monotonic()
-        self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan)
+        # a fleet's machines run in parallel: their plain lines are grouped per machine (see output)
+        fleet = len(self._instances[id(r)]) > 1
+        self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan,
+                           fleet=fleet)
         if stop is not None and stop.is_set():
             result.status, result.cause = "skipped", "another host failed (--fail-fast)"
             self.reporter.emit("target_end", **where, summary="skipped (--fail-fast: another host failed)",

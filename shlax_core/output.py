@@ -104,10 +104,13 @@ def _quote(arg: str) -> str:
 
 
 class PlainReporter(Reporter):
-    """One line per event: for logs and pipes. Output of a running step is indented with ``|``.
+    """One line per event, written as it happens: for logs and pipes. Output of a running step is
+    indented with ``|``.
 
-    ``buffer_hosts`` groups a fleet's lines per host: each host's lines are written together
-    when that host finishes, so parallel hosts do not interleave.
+    ``buffer_hosts`` groups the lines of a fleet's machines (``target_start`` with ``fleet``:
+    several machines of one host target, handled in parallel) per machine: each machine's lines
+    are written together when it finishes, so parallel hosts do not interleave. Image targets and
+    single machines are never held back.
     """
 
     def __init__(self, stream: Optional[IO[str]] = None, show_output: bool = True,
@@ -115,51 +118,58 @@ class PlainReporter(Reporter):
         super().__init__(stream)
         self.show_output = show_output
         self.buffer_hosts = buffer_hosts
-        self.buffers: dict[str, list[str]] = {}
+        self.buffers: dict[tuple[Any, Any], list[str]] = {}
 
-    def write(self, text: str, host: Optional[str] = None) -> None:
-        if self.buffer_hosts and host:
-            self.buffers.setdefault(host, []).append(text)
+    def write(self, text: str, group: Optional[tuple[Any, Any]] = None) -> None:
+        if group is not None:
+            self.buffers.setdefault(group, []).append(text)
             return
         self.stream.write(text + "\n")
         self.stream.flush()
 
+    def flush_group(self, group: tuple[Any, Any]) -> None:
+        lines = self.buffers.pop(group, None)
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
     def handle(self, d: dict[str, Any]) -> None:
         e = d["event"]
-        host = d.get("host") if self.buffer_hosts else None
+        key = (d.get("target"), d.get("host"))
+        if e == "target_start" and self.buffer_hosts and d.get("fleet"):
+            self.buffers[key] = []
+        group = key if key in self.buffers else None
         if e == "run_start":
             self.write(f"shlax: {d['recipe']}")
         elif e == "target_start":
-            self.write(f"{_where(d)}: {d.get('backend')} target, {d.get('steps')} steps", host)
+            self.write(f"{_where(d)}: {d.get('backend')} target, {d.get('steps')} steps", group)
         elif e == "step_start":
-            self.write(f"{_where(d)} {_position(d)} {'RUN':<7} {d['step']}", host)
+            self.write(f"{_where(d)} {_position(d)} {'RUN':<7} {d['step']}", group)
         elif e == "output" and self.show_output:
-            self.write(f"    | {d['line']}", host)
+            self.write(f"    | {d['line']}", group)
         elif e == "step_end":
             word = STATUS_WORDS.get(d["status"], d["status"].upper())
             extra = f" ({fmt_time(d['elapsed'])})" if d.get("elapsed") else ""
             reason = f" - {d['reason']}" if d.get("reason") else ""
-            self.write(f"{_where(d)} {_position(d)} {word:<7} {d['step']}{extra}{reason}", host)
+            self.write(f"{_where(d)} {_position(d)} {word:<7} {d['step']}{extra}{reason}", group)
             if d["status"] in ("failed", "unreachable"):
                 for line in _failure_lines(d):
-                    self.write(line, host)
+                    self.write(line, group)
         elif e == "target_end":
-            self.write(f"{_where(d)}: {d['summary']} in {fmt_time(d['elapsed'])}", host)
-            if host and host in self.buffers:
-                lines = self.buffers.pop(host)
-                self.stream.write("\n".join(lines) + "\n")
-                self.stream.flush()
+            self.write(f"{_where(d)}: {d['summary']} in {fmt_time(d['elapsed'])}", group)
+            if group is not None:
+                self.flush_group(group)
         elif e == "run_end":
-            self.flush()  # hosts stopped before their end (Ctrl-C): their finished steps still show
+            self.flush()  # machines an interrupt stopped before their end: their finished steps still show
             for line in d.get("recap_lines", []):
                 self.write(line)
             self.write(f"{d['status']} in {fmt_time(d['elapsed'])}")
         elif e in ("warning", "info"):
-            self.write(f"{e}: {d['message']}", host)
+            self.write(f"{e}: {d['message']}", group)
 
 
     def flush(self) -> None:
-        """Write every host's buffered lines now."""
+        """Write every machine's buffered lines now."""
         for lines in self.buffers.values():
             if lines:
                 self.stream.write("\n".join(lines) + "\n")

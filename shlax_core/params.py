@@ -8,7 +8,6 @@ Field docs live in ``field(metadata={"doc": "..."})``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import sys
 import contextvars
 import typing
@@ -165,6 +164,8 @@ def hints(cls: type) -> dict[str, Any]:
 
 
 def closest(name: str, choices: typing.Iterable[str]) -> list[str]:
+    import difflib  # only when something is misspelled
+
     return difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
 
 

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Optional
 import pluggy
 
 from shlax_core import hookspecs
+from shlax_core.entrypoints import select
 from shlax_core.errors import PluginError
 from shlax_core.params import closest
 
@@ -51,8 +52,6 @@ KNOWN_PROVIDERS = {
     ("backend", "ssh"): "shlax-plugin-ssh",
     ("section", "services"): "shlax-plugin-services",
 }
-
-BLOCK_ENV = "SHLAX_DISABLE_PLUGINS"
 
 
 def get_plugin_manager(*, register: Iterable[Any] = ()) -> pluggy.PluginManager:
@@ -80,27 +79,24 @@ class EntryPoint:
     ep: Any = field(repr=False, default=None)
 
 
-def _blocked() -> set[str]:
-    return {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
-
-
-def entry_points(group: str, scanned: Any = None) -> dict[str, list[EntryPoint]]:
-    """All entry points of a group by name, one per distinct distribution. ``scanned``: the
-    result of one ``importlib.metadata.entry_points()`` to select from (each scan reads every
-    installed distribution's metadata: about 10 ms)."""
-    found: dict[str, list[EntryPoint]] = {}
-    blocked = _blocked()
+def raw_entry_points(group: str, scanned: Any = None) -> list[EntryPoint]:
+    """Every entry point of a group, before any selection (``SHLAX_DISABLE_PLUGINS`` included)."""
+    rows = []
     selected = scanned.select(group=group) if scanned is not None else importlib.metadata.entry_points(group=group)
     for ep in selected:
         dist = getattr(ep, "dist", None)
         dname = dist.metadata["Name"] if dist is not None else "?"
         version = dist.version if dist is not None else "0"
-        if dname in blocked or ep.name in blocked:
-            continue
-        entries = found.setdefault(ep.name, [])
-        if not any(e.dist == dname for e in entries):
-            entries.append(EntryPoint(group, ep.name, ep.value, dname, version, ep))
-    return found
+        rows.append(EntryPoint(group, ep.name, ep.value, dname, version, ep))
+    return rows
+
+
+def entry_points(group: str, scanned: Any = None) -> dict[str, list[EntryPoint]]:
+    """All entry points of a group by name, one per distinct distribution, minus those
+    ``SHLAX_DISABLE_PLUGINS`` hides (:func:`shlax_core.entrypoints.select`). ``scanned``: the
+    result of one ``importlib.metadata.entry_points()`` to select from (each scan reads every
+    installed distribution's metadata: about 10 ms)."""
+    return select(raw_entry_points(group, scanned))
 
 
 class Plugins:
@@ -120,12 +116,19 @@ class Plugins:
         self._hooks_loaded = False
 
     # -- metadata (no import) -----------------------------------------------------------------
+    def scanned(self) -> Any:
+        if self._scanned is None:  # one scan per run serves every kind
+            self._scanned = importlib.metadata.entry_points()
+        return self._scanned
+
     def eps(self, kind: str) -> dict[str, list[EntryPoint]]:
         if kind not in self._eps:
-            if self._scanned is None:  # one scan per run serves every kind
-                self._scanned = importlib.metadata.entry_points()
-            self._eps[kind] = entry_points(GROUPS[kind], self._scanned)
+            self._eps[kind] = entry_points(GROUPS[kind], self.scanned())
         return self._eps[kind]
+
+    def raw(self, kind: str) -> list[EntryPoint]:
+        """Every entry point of ``kind``, blocked ones included (what the fast path records)."""
+        return raw_entry_points(GROUPS[kind], self.scanned())
 
     def names(self, kind: str) -> list[str]:
         return sorted(set(self.eps(kind)) | set(self.extra.get(kind, {})))

@@ -93,8 +93,9 @@ class Runner(HostRuns):
         plain = not (plan or self.session.no_cache or self.session.pull or opts.get("push")
                      or opts.get("cache_to") or opts.get("cache_from") or not opts.get("tls_verify", True)
                      or self._cli_vars)
-        self._fast: Optional[dict[str, Any]] = {"guards": {}, "images": []} if plain else None
-        fastpath.forget(self.recipe.path, list(names))
+        self._fast = fastpath.Recording() if plain and fastpath.enabled() else None
+        if not plan:  # a plan changes nothing, the record included
+            fastpath.forget(self.recipe.path, list(names))
         # fleets expand now, so a bad inventory is an error before anything runs
         self._instances = {id(r): self._expand(r) for r in resolved if not issubclass(r.backend_cls, ImageBackend)}
         # every template is rendered now too: an undefined variable runs nothing
@@ -103,6 +104,8 @@ class Runner(HostRuns):
                 self._bind_image(r)
             else:
                 self.prebind(r)
+        if self._fast is not None:  # every action object exists now, its module imported
+            self._fast.sign_code(resolved)
         for error in self.session.plugins.load_hooks():
             self.reporter.warning(f"{error.message} (skipped)")
         started = time.monotonic()
@@ -125,10 +128,8 @@ class Runner(HostRuns):
             self.session.save()
         if code == 0 and any(x.status != "success" for x in self.results):
             code = 2 if self.user_errors else 1
-        if code == 0 and self._fast is not None and self._fast["images"] and all(
-                issubclass(r.backend_cls, ImageBackend) for r in resolved):
-            fastpath.save(self.recipe.path, self.recipe.source.encode(), list(names),
-                          self._fast["images"], self._fast["guards"])
+        if code == 0 and self._fast is not None and all(issubclass(r.backend_cls, ImageBackend) for r in resolved):
+            self._fast.save(self.recipe, list(names), resolved, self.session.plugins)
         status = {0: "success", 1: "failed", 2: "failed", 130: "interrupted"}[code]
         self.reporter.emit("run_end", status=status, elapsed=time.monotonic() - started,
                            recap=[vars(x) for x in self.results], recap_lines=self._recap_lines())
@@ -227,9 +228,11 @@ class Runner(HostRuns):
         step_started = started
         wall_started = time.time()
         target_phases = Phases()  # what belongs to the target, not a step: lookup, final commit, push
+        backend.plan = plan
         try:
             backend.open()
-            parent = keys.base_key(backend.base_key())
+            base = backend.base_key()  # None: a plan that cannot see the base (run would pull it)
+            parent = keys.base_key(base or "")
             parts: list[dict[str, Any]] = []
             phases = [Phases() for _ in r.actions]
             for a, ph in zip(r.actions, phases):
@@ -248,7 +251,7 @@ class Runner(HostRuns):
                                       backend.config_data(), {})
             step_keys = [p["key"] for p in parts]
             with target_phases("lookup"):
-                found = {} if self.session.no_cache else backend.lookup([*step_keys, final_key])
+                found = {} if self.session.no_cache or base is None else backend.lookup([*step_keys, final_key])
                 start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
             if not plan and not self.session.no_cache and final_key not in found:
                 with target_phases("pull"):
@@ -266,7 +269,12 @@ class Runner(HostRuns):
                                                             status="cached", elapsed=0.0)
                 elif plan:
                     prev = previous[i] if i < len(previous) else None
-                    reason = "--no-cache" if self.session.no_cache else history.why(parts[i], prev)
+                    if self.session.no_cache:
+                        reason = "--no-cache"
+                    elif base is None:
+                        reason = backend.base_note or "the base image is not in the local store"
+                    else:
+                        reason = history.why(parts[i], prev)
                     self._step_event("step_end", where, i + 1, total, a, status="run", reason=reason,
                                      phases=phases[i].durations())
                     result.add("run")
@@ -324,7 +332,9 @@ class Runner(HostRuns):
             history.save(self.recipe.path, target.name, parts)
             cached = result.counts.get("cached", 0)
             summary = f"image {', '.join(backend.names()) or result.image} ({cached} cached, {result.counts.get('done', 0)} run)"
-            self._remember_fast(r, backend, result.image, [*step_keys, final_key])
+            if self._fast is not None:
+                self._fast.add(r, backend, result.image, [*step_keys, final_key], self.session,
+                               self.binder.watched())
             self.session.timeline.record(backend.label, "image", wall_started, time.monotonic() - started,
                                          target_phases, target=target.name)
             self.reporter.emit("target_end", **where, summary=summary, image=result.image,
@@ -363,22 +373,3 @@ class Runner(HostRuns):
         took = time.monotonic() - started
         if pushing or took >= 0.005:
             phases.add("push" if pushing else "hooks", wall, took)
-
-    def _remember_fast(self, r: Resolved, backend: ImageBackend, image: Optional[str], keys: list[str]) -> None:
-        """Collect what the no-op fast path needs to answer the next unchanged run of this target."""
-        info = backend.fastpath_info()
-        guards = [a.guards(self.session) for a in r.actions]
-        if info is None or image is None or any(g is None for g in guards):
-            self._fast = None
-            return
-        if self._fast is None:
-            return
-        for g in guards:
-            self._fast["guards"].update(g or {})
-        self._fast["guards"].update(self.binder.watched())
-        n = len(r.actions)
-        self._fast["images"].append({
-            **info, "target": r.target.name, "label": backend.label, "backend": r.backend_cls.name,
-            "steps": [a.describe() for a in r.actions], "paths": [a.step.path for a in r.actions],
-            "image": image, "names": [*backend.names(), f"localhost/shlax-cache:{keys[-1]}"], "keys": keys,
-            "summary": f"image {', '.join(backend.names()) or image} ({n} cached, 0 run)"})

@@ -82,7 +82,7 @@ def private_builder(sshd_options: str = "") -> Iterator[tuple[Fleet, Host]]:
 def builder(busybox_image: str) -> Iterator[tuple[Fleet, Host]]:
     """One sshd host with a private /tmp, whose private buildah store already holds the busybox
     base image."""
-    with private_builder() as (fleet, host):
+    with private_builder("SetEnv TMPDIR=/tmp\n") as (fleet, host):
         root, run = host.path(STORE), host.path(RUN)
         root.mkdir(parents=True)
         run.mkdir(parents=True)
@@ -222,26 +222,61 @@ def test_unknown_host_key_is_refused(builder, tmp_path, shlax, nonce):
     assert "Traceback" not in out
 
 
+def remote_processes(pattern: str) -> list[str]:
+    """Processes whose command line has ``pattern`` (something unique to one test): the builder
+    shares this machine's process table, not its /tmp."""
+    out = subprocess.run(["pgrep", "-a", "-f", pattern], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+def builder_processes(host: Host, pattern: str) -> list[str]:
+    """Processes running on this builder (in its sshd's mount namespace: also those left to init)
+    whose command line has ``pattern``: never another test's builder or this machine's own."""
+    assert host.proc is not None
+    ns = os.readlink(f"/proc/{host.proc.pid}/ns/mnt")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == host.proc.pid:
+            continue
+        try:
+            if os.readlink(entry / "ns" / "mnt") != ns:
+                continue
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if pattern in line:
+            found.append(f"{entry.name} {line}")
+    return found
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_cleans_up_the_builder(builder, tmp_path, nonce, sig):
+def test_interrupt_stops_the_remote_step_and_cleans_up_the_builder(builder, tmp_path, nonce, sig):
+    """The remote ``sh -c`` wrapper, ``buildah run`` and the step's own processes are stopped
+    (ssh does not stop them when its client goes), and buildah's run folder in the builder's
+    TMPDIR goes with the private temporary folder."""
     fleet, host = builder
-    recipe = write(tmp_path, fleet, nonce, third=f"echo started {nonce}; sleep 60")
+    # a loop cannot be replaced by its last command (exec): its name stays on the command line
+    recipe = write(tmp_path, fleet, nonce, third="STEP")
+    recipe.write_text(recipe.read_text().replace(
+        '"sh", "-c", "STEP"', f'"sh", "-c", "echo started {nonce}; while :; do sleep 1; done", "step-{nonce}"'))
     env = {**os.environ, "NO_COLOR": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "shlax_core", "run", str(recipe), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:   # wait until the third step is really running on the builder
-        if f"started {nonce}" in line:
+        if f'"line": "started {nonce}"' in line:
             break
-    started = time.monotonic()
+    running = remote_processes(f"step-{nonce}")
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert time.monotonic() - started < 20
     assert "Traceback" not in err
+    assert running, "the step was not seen running"
+    assert remote_processes(f"step-{nonce}") == []      # the step, buildah run, the wrapper, ssh
+    assert remote_processes(f"shlax-r{nonce}-") == []   # buildah run names the working container
+    assert builder_processes(host, "buildah") == [] and builder_processes(host, "shlax-") == []
     assert remote_leftovers(host, nonce) == []
-    assert not subprocess.run(["pgrep", "-f", f"echo {nonce}"], capture_output=True).stdout
-    assert not subprocess.run(["pgrep", "-f", f"started {nonce}; sleep 60"], capture_output=True).stdout
+    assert glob.glob(f"{host.path('/tmp')}/buildah*") == []  # the builder's TMPDIR (sshd SetEnv)
 
 
 # -- debootstrap: bases ----------------------------------------------------------------------------
@@ -263,32 +298,6 @@ def base_images(host: Host) -> list[str]:
     """The debootstrap bases in the builder's store."""
     out = builder_buildah(host, "images", "--format", "{{.Name}}:{{.Tag}}").stdout.split()
     return sorted(n for n in out if n.startswith("localhost/shlax-base:"))
-
-
-def builder_processes(host: Host, marker: str) -> list[str]:
-    """Command lines holding ``marker`` among the builder's own processes (its sshd and what it
-    started): never another test's or another user's processes of the same name."""
-    assert host.proc is not None
-    parents: dict[int, int] = {}
-    lines: dict[int, str] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid = int(stat.parent.name)
-            parents[pid] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            lines[pid] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except (OSError, ValueError, IndexError):
-            continue
-
-    def below(pid: int) -> bool:
-        seen = set()
-        while pid > 1 and pid not in seen:
-            if pid == host.proc.pid:
-                return True
-            seen.add(pid)
-            pid = parents.get(pid, 0)
-        return False
-
-    return [line for pid, line in lines.items() if marker in line and pid != host.proc.pid and below(pid)]
 
 
 def builder_mounts(host: Host) -> list[str]:
@@ -377,5 +386,5 @@ def test_interrupted_remote_debootstrap_leaves_nothing_on_the_builder(builder, t
     assert any(m.endswith("/rootfs/proc") for m in mounted), mounted  # what the cleanup had to undo
     assert builder_mounts(host) == []
     assert remote_leftovers(host, nonce) == []
-    assert builder_processes(host, "shlax-remote-") == []
+    assert builder_processes(host, "shlax-remote-") == []  # debootstrap, and what it started there
     assert base_images(host) == bases_before  # no half-built base

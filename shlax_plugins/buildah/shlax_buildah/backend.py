@@ -12,8 +12,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
@@ -27,9 +25,8 @@ from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import debootstrap, isolation
+from shlax_buildah import isolation, owners, store
 from shlax_buildah.cli import Buildah
-from shlax_buildah.debootstrap import shlax_base_image  # noqa: F401  (hook implementation)
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
 CACHE_REPO = "localhost/shlax-cache"
@@ -41,6 +38,8 @@ def _base_problem(base: str) -> Optional[str]:
     """Checked at recipe time: "scratch", an image reference, or SOURCE:ARG for a base plugin."""
     if base == "scratch":
         return None
+    from shlax_buildah import debootstrap  # here, not at import: the fast path imports this module
+
     if base.startswith(debootstrap.PREFIX):
         try:
             debootstrap.parse(base, None, default_mirror=lambda: None)
@@ -104,15 +103,14 @@ class BuildahParams:
         return None
 
 
-def _size(text: Any) -> int:
-    """buildah prints sizes like "2.21 MB" (decimal units)."""
-    if isinstance(text, (int, float)):
-        return int(text)
+def _top_layer(b: Buildah, image: str) -> tuple[Optional[str], int]:
+    """(digest, size) of an image's own top layer, from its manifest (one inspect call)."""
+    out = b("inspect", "--type", "image", "--format", "{{.Manifest}}", image, check=False)
     try:
-        number, unit = str(text).split()
-        return int(float(number) * {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit])
-    except (ValueError, KeyError):
-        return 0
+        last = json.loads(out.output)["layers"][-1]
+        return str(last["digest"]), int(last["size"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None, 0
 
 
 def _freeable_parts(b: Buildah) -> Optional[dict[str, dict[str, int]]]:
@@ -141,6 +139,16 @@ def _split_tag(ref: str) -> tuple[str, str]:
     return ref, "latest"
 
 
+def resolve_local(images: Sequence[dict[str, Any]], ref: str, buildah: Buildah) -> Optional[str]:
+    """The ID of the local image ``ref`` names: from a store listing we have anyway, else one
+    inspect call (short names, partial IDs). The full path and the fast path both ask this."""
+    wanted = {ref, f"{ref}:latest", f"localhost/{ref}", f"localhost/{ref}:latest"}
+    for image in images:
+        if wanted & set(image.get("names") or []) or image["id"] == ref:
+            return image["id"]
+    return buildah.image_id(ref)
+
+
 class BuildahBackend(ImageBackend):
     """Build an image with buildah, one cached layer per step."""
 
@@ -149,13 +157,23 @@ class BuildahBackend(ImageBackend):
 
     def __init__(self, target: Any, params: BuildahParams, session: Any, label: Optional[str] = None):
         super().__init__(target, params, session, label or target.name)
+        # the debootstrap: base source is a hook implementation of this plugin, registered when a
+        # buildah target is built (not at import: the fast path imports this module, and no more)
+        from shlax_buildah import debootstrap
+
+        pm = session.plugins.pm
+        if not pm.is_registered(debootstrap):
+            pm.register(debootstrap, name="backend:buildah:debootstrap")
         # a remote builder: every buildah command rides its ssh connection (opened in open())
         self.remote = SSHTransport(params.builder, target, session) if params.builder is not None else None
         self.buildah = Buildah(params.root, params.runroot, transport=self.remote)
         self.container: Optional[str] = None
         self.isolation = isolation.choose(params.isolation) if self.remote is None else (params.isolation or "")
         self._images: Optional[list[dict[str, Any]]] = None
-        self._base_ref: Optional[str] = None
+        self._base_ref: Optional[str] = None   # the base image's ID ("scratch" for none)
+        self._base_name: Optional[str] = None  # the reference it was resolved from
+        #: signatures of the host files a base source read to name the base (None: unknown)
+        self.base_guards: Optional[dict[str, Any]] = None
         self._adopted: dict[str, str] = {}  # cache names still to give to pulled layers: name -> image
 
     # -- names ---------------------------------------------------------------------------------
@@ -178,11 +196,28 @@ class BuildahBackend(ImageBackend):
     def base_key(self) -> str:
         base = self.params.base
         if base == "scratch":
-            self._base_ref = "scratch"
+            self._base_ref = self._base_name = "scratch"
+            self.base_guards = {}
             return "scratch"
         # a base source plugin (debootstrap:..., or a third party's) answers first; a registry
-        # or local reference is what no plugin claims
-        ref: str = self.session.hook.shlax_base_image(spec=base, backend=self) or base
+        # or local reference is what no plugin claims. A source that wants unchanged rebuilds to
+        # stay on the fast path sets ``base_guards`` (see fastpath_info)
+        self.base_guards = None
+        ref: Optional[str] = self.session.hook.shlax_base_image(spec=base, backend=self)
+        made = ref is not None
+        if ref is None:
+            ref, self.base_guards = base, {}
+        if self.plan:  # a plan pulls and builds nothing: it says what run would do
+            image_id = self._local_image(ref)
+            if image_id is None:
+                how = "build" if made else "pull"
+                self.base_note = f"base image {ref} is not in the local store: run will {how} it"
+            elif self.session.pull and not made:
+                self.session.reporter.emit("info", target=self.target.name,
+                                           message=f"--pull: run pulls {ref} again first; its steps stay cached "
+                                                   "only if it did not change upstream")
+            self._base_ref, self._base_name = image_id, ref
+            return image_id
         image_id = None if self.session.pull else self._local_image(ref)
         if image_id is None:
             if self.session.offline:
@@ -194,28 +229,46 @@ class BuildahBackend(ImageBackend):
             image_id = self.buildah.image_id(ref)
             if image_id is None:
                 raise StepFailed(f"pulled {ref} but cannot find it in the store")
-        self._base_ref = image_id
+        self._base_ref, self._base_name = image_id, ref
         return image_id
 
-    def fastpath_info(self) -> Optional[dict[str, Any]]:
+    # -- the no-op fast path ---------------------------------------------------------------------
+    def fastpath_info(self, image: str, keys: Sequence[str]) -> Optional[dict[str, Any]]:
+        """What makes the next unchanged run all cached: the base reference still resolving to
+        the same ID (the first key's parent), the host files a base source read to name it, and
+        the final image still holding the target's names and the final key's cache name."""
         p = self.params
         if self.remote is not None or p.push or p.cache_to or p.cache_from:
             return None  # registry work or a remote store: every run must really run
-        base = self._base_ref if self._base_ref not in (None, "scratch") else None
-        names: list[str] = []
-        if base is not None:
-            names = next((list(i.get("names") or []) for i in self.images() if i["id"] == base), [])
-            if not names:
-                return None  # an unnamed base: nothing cheap to check it by
-        return {"buildah": list(self.buildah.argv0), "base_id": base, "base_names": names}
+        if self.base_guards is None:
+            return None  # a base source that did not say what its answer depends on
+        return {"root": p.root, "runroot": p.runroot, "base": self._base_name, "base_id": self._base_ref,
+                "base_guards": self.base_guards, "image": image,
+                "names": [*self.names(), f"{CACHE_REPO}:{keys[-1]}"]}
+
+    @classmethod
+    def fastpath_check(cls, records: Sequence[dict[str, Any]]) -> bool:
+        stores: dict[tuple[Optional[str], Optional[str]], tuple[Buildah, list[dict[str, Any]]]] = {}
+        for rec in records:
+            if rec["base_guards"]:  # a base source's host files (imported only then: kept cheap)
+                from shlax_core.files import signature
+
+                if any(signature(path) != sig for path, sig in rec["base_guards"].items()):
+                    return False
+            where = (rec["root"], rec["runroot"])
+            if where not in stores:
+                b = Buildah(*where)
+                stores[where] = (b, b.images())
+            b, images = stores[where]
+            final = next((i for i in images if i["id"] == rec["image"]), None)
+            if final is None or not set(rec["names"]) <= set(final.get("names") or []):
+                return False  # the full path would re-tag (or rebuild)
+            if rec["base"] != "scratch" and resolve_local(images, rec["base"], b) != rec["base_id"]:
+                return False  # the recipe's own base reference names another image now
+        return True
 
     def _local_image(self, ref: str) -> Optional[str]:
-        """The ID of a local image: from the listing we need anyway, else one inspect call."""
-        wanted = {ref, f"{ref}:latest", f"localhost/{ref}", f"localhost/{ref}:latest"}
-        for image in self.images():
-            if wanted & set(image.get("names") or []) or image["id"] == ref:
-                return image["id"]
-        return self.buildah.image_id(ref)
+        return resolve_local(self.images(), ref, self.buildah)
 
     def lookup(self, keys: Sequence[str]) -> dict[str, str]:
         wanted = {f"{CACHE_REPO}:{k}": k for k in keys}
@@ -224,7 +277,7 @@ class BuildahBackend(ImageBackend):
             for name in image.get("names") or []:
                 if name in wanted:
                     found[wanted[name]] = image["id"]
-        if found:
+        if found and not self.plan:  # a plan changes nothing, layer use times included
             usage.touch(found)
         return found
 
@@ -252,8 +305,11 @@ class BuildahBackend(ImageBackend):
     # -- the working container -----------------------------------------------------------------
     def start(self, image: Optional[str]) -> None:
         source = image or self._base_ref or "scratch"
-        name = f"shlax-{self.target.name}-{uuid.uuid4().hex[:8]}"
+        name = f"shlax-{self.target.name}-{os.urandom(4).hex()}"
         self.container = name  # known before it exists: an interrupt during `from` still removes it
+        claim = getattr(self, "_claim", None)
+        if claim is not None:  # and a kill: the owner record names it first
+            claim.container(name)
         self._facts = None  # type: ignore[assignment]
         self._rootfs: Optional[str] = None
         self._made: list[str] = []
@@ -297,35 +353,63 @@ class BuildahBackend(ImageBackend):
                 path = os.path.dirname(path)
         self._made = []
 
-    def _remove_container(self) -> None:
+    def _remove_container(self) -> bool:
+        """Remove the working container; False when buildah could not (a later sweep retries)."""
         if self.container:
             name, self.container = self.container, None
-            self.buildah("rm", "--", name, check=False)
+            return self.buildah("rm", "--", name, check=False).ok
+        return True
 
     def open(self) -> None:
         if self.remote is not None:
             self.remote.open(self.buildah.argv0)
             self.isolation = self.isolation or self.remote.isolation()
             return
+        # what killed runs left (SIGKILL, crash, power cut) goes first, and is reported; a plan
+        # changes nothing: it only says what the run will remove
+        for line in self.clean_orphans(dry_run=self.plan):
+            self.session.reporter.emit("warning", message=line, target=self.target.name)
         # buildah's own temporary files (``buildahNNN`` folders for run, add, commit) go in a
         # folder of ours, removed at close: a buildah stopped by an interrupt cannot leave them
         # in /var/tmp. Beside /var/tmp (or $TMPDIR), not in /tmp, which may be a small tmpfs.
-        self._tmp = tempfile.mkdtemp(prefix="shlax-buildah-", dir=os.environ.get("TMPDIR") or "/var/tmp")
+        # The owner record names it before it exists, so a kill at any moment leaves it findable.
+        self._claim = owners.Claim(self.params.root, self.params.runroot)
+        tmp = os.path.join(os.environ.get("TMPDIR") or "/var/tmp", owners.TMP_PREFIX + os.urandom(6).hex())
+        self._claim.folder(tmp)
+        os.mkdir(tmp, 0o700)
+        self._tmp = tmp
         self.buildah.env = {**os.environ, "TMPDIR": self._tmp}
 
     def close(self) -> None:
+        removed = False
         try:
             if self._adopted:  # the build stopped before the final tag: keep what was pulled
                 self._tag_adopted()
             if self.remote is not None:
                 self.remote.stop()  # a step an interrupt left running there holds the container
-            self._remove_container()
+            removed = self._remove_container()
         finally:
             if self.remote is not None:
                 self.remote.close()
             tmp, self._tmp = getattr(self, "_tmp", None), None
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
+            claim = getattr(self, "_claim", None)
+            if claim is not None and removed:
+                claim.release()
+
+    @classmethod
+    def clean_orphans(cls, dry_run: bool = False) -> list[str]:
+        """Remove the working containers and temporary folders of shlax processes that were
+        killed before their cleanup (never those of a live one); one line per process."""
+
+        def remove(record: dict[str, Any], name: str) -> bool:
+            b = Buildah(record.get("root"), record.get("runroot"))
+            if dry_run:
+                return b("inspect", "--type", "container", "--", name, check=False).ok
+            return b("rm", "--", name, check=False).ok
+
+        return owners.sweep(remove, dry_run=dry_run)
 
     def run(self, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,
             workdir: Optional[str] = None, user: Optional[str] = None,
@@ -483,25 +567,42 @@ class BuildahBackend(ImageBackend):
     # -- cache maintenance (shlax cache ls / prune) --------------------------------------------
     @classmethod
     def list_layers(cls) -> list[dict[str, Any]]:
-        """Every cache layer: ``key``, ``image``, ``name``, ``size`` (the whole image's, parents
-        included), ``created``, and, when the store's index can be read, ``parts``: the storage
-        layers (ID -> bytes) that pruning this image could free, i.e. those no image with another
-        name (a user's image, a base) also uses. Two cache images share their parents' parts."""
+        """Every ``localhost/shlax-cache:KEY`` name in the store, made under any SHLAX_CACHE_DIR.
+
+        ``size`` is the layer's own bytes (its step's changes), not the image's: a cache image
+        holds its parents too, and counting them again for every child overstated the cache
+        several times. ``layer`` identifies the storage layer, so two names of one image (the
+        last step and the final image) count once. When the store's index can be read, ``parts``
+        are the storage layers (ID -> bytes) that pruning this image could free: those no image
+        with another name (a user's image, a base) also uses; two cache images share their
+        parents' parts."""
         try:
             b = Buildah()
-            images = b.images(details=True)  # sizes and creation times: buildah's own listing
+            images = b.images(details=True)  # creation times: buildah's own listing
         except ShlaxError:
             return []
-        freeable = _freeable_parts(b)
+        usable, root = store.root_of(b.argv0)
+        index = store.read_index(root) if usable and b.transport is None else None
+        layers = store.read_layers(root) if index is not None else None
+        top = {i["id"]: i.get("layer") for i in index or []}
+        freeable = _freeable_parts(b) if layers is not None else None
         rows = []
         for image in images:
-            for name in image.get("names") or []:
-                if name.startswith(CACHE_REPO + ":"):
-                    row = {"key": name.split(":", 1)[1], "image": image["id"], "name": name,
-                           "size": _size(image.get("size")), "created": image.get("created")}
-                    if freeable is not None:
-                        row["parts"] = freeable.get(image["id"], {})
-                    rows.append(row)
+            cache = [n for n in image.get("names") or [] if n.startswith(CACHE_REPO + ":")]
+            if not cache:
+                continue
+            if layers is not None and top.get(image["id"]) in layers:
+                layer = top[image["id"]]
+                size = layers[layer][1]
+            else:  # not a store layout we read: the last layer of the image's manifest
+                layer, size = _top_layer(b, image["id"])
+            for name in cache:
+                row = {"key": name.split(":", 1)[1], "image": image["id"], "name": name,
+                       "size": size, "layer": layer or image["id"], "created": image.get("created")}
+                if freeable is not None:
+                    row["parts"] = freeable.get(image["id"], {})
+                rows.append(row)
+        return rows
         return rows
 
     @classmethod

@@ -54,7 +54,7 @@ class Buildah:
         argv = [*self.argv0, *args]
         if self.transport is None:
             return process.quiet(argv, check=check, stdin=stdin, env=self.env)
-        res = process.quiet(self.transport.wrap(argv), check=False, stdin=stdin)
+        res = process.quiet(self.transport.wrap(self.transport.buildah(argv)), check=False, stdin=stdin)
         res = Exec(argv, res.returncode, res.output, res.tail)  # show buildah's argv, not ssh's
         if not res.ok:
             self.transport.check(res)
@@ -72,8 +72,8 @@ class Buildah:
         if self.transport is None:
             return process.run(argv, output=output, check=check, capture=capture, display=display,
                                env=env if env is not None else self.env, stdin=stdin)
-        res = process.run(self.transport.tracked(argv), output=output, check=False, capture=capture,
-                          display=display if display is not None else argv, env=env, stdin=stdin)
+        res = process.run(self.transport.tracked(self.transport.buildah(argv)), output=output, check=False,
+                          capture=capture, display=display if display is not None else argv, env=env, stdin=stdin)
         if not res.ok:
             self.transport.check(res)
             if check:

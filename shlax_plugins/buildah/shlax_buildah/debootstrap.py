@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 from urllib.parse import parse_qsl
@@ -45,6 +44,9 @@ _VALUES = {"variant": re.compile(r"^[a-z][a-z-]*$"), "include": re.compile(r"^[a
            "mirror": re.compile(r"^(?:https?|ftp|file)://[^\s]+$"), "arch": re.compile(r"^[a-z0-9][a-z0-9-]*$")}
 _VALUE_HINTS = {"variant": "e.g. minbase or buildd", "include": "package names separated by commas",
                 "mirror": "an http(s), ftp or file URL", "arch": "a Debian architecture, e.g. amd64"}
+SOURCES_DIR = "/etc/apt/sources.list.d"
+SOURCES_FILES = ("/etc/apt/sources.list",)
+DPKG_RECORD = "/var/lib/dpkg/info/debootstrap.list"
 
 
 #: on the builder: "debootstrap-missing", or "debootstrap-version V" (dpkg's version of
@@ -93,11 +95,14 @@ def mirror_in(text: str) -> Optional[str]:
     return None
 
 
+def host_sources() -> list[str]:
+    """The host's apt sources files, in the order :func:`host_mirror` reads them."""
+    return glob.glob(f"{SOURCES_DIR}/*.sources") + list(SOURCES_FILES) + glob.glob(f"{SOURCES_DIR}/*.list")
+
+
 def host_mirror() -> Optional[str]:
     """The host's Debian mirror from its apt sources (deb822 or one-line), if any."""
-    files = glob.glob("/etc/apt/sources.list.d/*.sources") + ["/etc/apt/sources.list"] + \
-        glob.glob("/etc/apt/sources.list.d/*.list")
-    for path in files:
+    for path in host_sources():
         try:
             text = Path(path).read_text()
         except OSError:
@@ -136,17 +141,31 @@ def image_name(opts: dict[str, str], version: Optional[str] = None) -> str:
     return f"{IMAGE_REPO}:debootstrap-{opts['suite']}-{digest[:12]}"
 
 
-@hookimpl
+def name_inputs(spec: str) -> dict[str, Optional[list[int]]]:
+    """Signatures of the host files the base's name depends on, for the no-op fast path: the apt
+    sources (when the mirror is the host's) and dpkg's record of the installed debootstrap,
+    rewritten whenever it is installed, upgraded or removed."""
+    from shlax_core.files import signature
+
+    paths = [DPKG_RECORD]
+    if not dict(parse_qsl(spec.partition("?")[2])).get("mirror"):
+        paths += [SOURCES_DIR, *host_sources()]
+    return {p: signature(p) for p in paths}
+
+
+@hookimpl(trylast=True)  # a third party's source for the same spec would win
 def shlax_base_image(spec: str, backend: "BuildahBackend") -> Optional[str]:
     if not spec.startswith(PREFIX):
         return None
     transport = getattr(backend.buildah, "transport", None)
     if transport is not None:
         return remote_base_image(spec, backend, transport)
+    guards = name_inputs(spec)  # taken before reading them: a change meanwhile is never missed
     opts = parse(spec, backend.target.where_of("base"))
     name = image_name(opts)
-    if backend.buildah.image_id(name):
-        return name
+    backend.base_guards = guards
+    if backend.plan or backend.buildah.image_id(name):
+        return name  # a plan builds nothing: the backend reports a missing base as "will build"
     if shutil.which("debootstrap") is None:
         raise ShlaxError(f"base {spec!r} needs debootstrap, which is not installed",
                          where=backend.target.where_of("base"), hint="apt-get install debootstrap")
@@ -185,7 +204,7 @@ def debootstrap_argv(opts: dict[str, str], debs: str, rootfs: str) -> list[str]:
 
 def import_rootfs(archive: str, opts: dict[str, str], name: str, backend: "BuildahBackend") -> None:
     """Make image ``name`` of a rootfs tar archive (a path where buildah runs), like an import."""
-    container = f"shlax-base-{uuid.uuid4().hex[:8]}"
+    container = f"shlax-base-{os.urandom(4).hex()}"
     b = backend.buildah
     try:
         b("from", "--name", container, "scratch")
@@ -239,8 +258,8 @@ def remote_base_image(spec: str, backend: "BuildahBackend", transport: "SSHTrans
                          "(not on the PATH of its ssh sessions)", where=where,
                          hint=f"on {transport.label}: apt-get install debootstrap")
     name = image_name(opts, version)
-    if backend.buildah.image_id(name):
-        return name
+    if backend.plan or backend.buildah.image_id(name):
+        return name  # a plan builds nothing: the backend reports a missing base as "will build"
     if backend.session.offline:
         raise ShlaxError(f"base {spec!r} was never built on {transport.label} and --offline forbids "
                          "downloading it", where=where, hint="build once with the network on")

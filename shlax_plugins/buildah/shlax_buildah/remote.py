@@ -44,13 +44,31 @@ UPLOAD_SCRIPT = 'umask 077; cat > "$1"'
 #: run "$@" and note the remote shell's pid ($1): sshd makes it a process-group leader, so an
 #: interrupted run can stop the command it left running on the builder (ssh does not)
 TRACK_SCRIPT = 'f=$1; shift; echo $$ > "$f"; "$@"; rc=$?; rm -f -- "$f"; exit $rc'
-#: stop every tracked command still running under folder $1: TERM its group, then KILL
+#: stop every tracked command still running under folder $1: TERM its process group and every
+#: descendant (``buildah run``'s container process may have left the group), then KILL what is
+#: still there after 10 s. ``kill -SIG -PGID``: dash's and busybox's kill take no ``--``
 STOP_SCRIPT = r"""
+tree() {
+  { ps -e -o pid= -o ppid= 2>/dev/null || ps -o pid,ppid; } |
+    awk -v root="$1" '$1 ~ /^[0-9]+$/ { up[$1] = $2 }
+      END { for (p in up) { q = p; n = 0; while (q in up && q != root && n++ < 100) q = up[q]; if (q == root) print p } }'
+}
 for f in "$1"/run-*.pid; do
   [ -e "$f" ] || continue
-  p=$(cat -- "$f"); kill -TERM -- "-$p" 2>/dev/null
-  i=0; while kill -0 -- "-$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done
-  kill -KILL -- "-$p" 2>/dev/null; rm -f -- "$f"
+  p=$(cat -- "$f")
+  case $p in ''|*[!0-9]*) rm -f -- "$f"; continue ;; esac
+  # still our wrapper (its argv names this pid file), not a process that got its pid since
+  tr '\0' '\n' < "/proc/$p/cmdline" 2>/dev/null | grep -qxF -- "$f" || { rm -f -- "$f"; continue; }
+  all=$(tree "$p")
+  kill -TERM "-$p" $all 2>/dev/null
+  i=0
+  while [ $i -lt 50 ]; do
+    alive=
+    for q in "-$p" $all; do kill -0 "$q" 2>/dev/null && alive=1; done
+    [ -n "$alive" ] || break
+    sleep 0.2; i=$((i+1))
+  done
+  kill -KILL "-$p" $all 2>/dev/null; rm -f -- "$f"
 done
 exit 0
 """
@@ -62,6 +80,14 @@ DISCARD_SCRIPT = r"""
 while read -r _ m _; do case $m in "$1"/*) echo "$m" ;; esac; done < /proc/mounts | sort -r |
   while read -r m; do umount -l "$m" 2>/dev/null; done
 rm -rf --one-file-system -- "$1"
+"""
+#: check buildah ($1) is there; make our private folder (uploads, pid files) and buildah's own
+#: temporary folder, beside the builder's TMPDIR (else /var/tmp) like here: /tmp may be a small tmpfs
+OPEN_SCRIPT = r"""
+command -v "$1" >/dev/null || { echo missing; exit 0; }
+d=$(mktemp -d /tmp/shlax-remote-XXXXXXXX) || exit 1
+b=$(mktemp -d "${TMPDIR:-/var/tmp}/shlax-buildah-XXXXXXXX") || { rmdir -- "$d"; exit 1; }
+echo "$d"; echo "$b"
 """
 #: cgroup v2 unified (the OCI runtime works) or not
 CGROUP_SCRIPT = '[ -e /sys/fs/cgroup/cgroup.controllers ] && echo oci || echo chroot'
@@ -134,6 +160,7 @@ class SSHTransport:
                        connect_timeout=spec.connect_timeout)
         self.conn = SSHBackend(target, host, session, label=self.label)
         self.tmp: Optional[str] = None        # private folder on the builder, made at open
+        self.buildah_tmp: Optional[str] = None  # buildah's TMPDIR there (beside its own TMPDIR)
         self._uploads: dict[tuple[str, int, int], str] = {}
         self._folders: set[str] = set()
         self._count = 0
@@ -195,26 +222,34 @@ class SSHTransport:
         return res
 
     def open(self, buildah_argv0: Sequence[str]) -> None:
-        """Connect (Unreachable names the builder), check buildah is there, make the temp folder."""
+        """Connect (Unreachable names the builder), check buildah is there, make the temp folders."""
         self.conn.open()
-        out = self.sh('command -v "$1" >/dev/null || { echo missing; exit 0; }; mktemp -d /tmp/shlax-remote-XXXXXXXX',
-                      buildah_argv0[0], what="preparing the builder").strip()
+        out = self.sh(OPEN_SCRIPT, buildah_argv0[0], what="preparing the builder").strip()
         if out == "missing" or not out:
             raise ShlaxError(f"buildah is not installed on {self.label}",
                              hint="install it there: apt-get install buildah (Debian/Ubuntu)")
-        self.tmp = out.splitlines()[-1]
+        lines = out.splitlines()
+        self.tmp = lines[-2] if len(lines) > 1 else lines[-1]
+        self.buildah_tmp = lines[-1] if len(lines) > 1 else None
+
+    def buildah(self, argv: Sequence[str]) -> list[str]:
+        """A buildah argv as it runs on the builder: its temporary files (``buildahNNN`` folders of
+        run, add, commit, pull) in our private folder there, so an interrupted buildah cannot leave
+        them in the builder's TMPDIR."""
+        return ["env", f"TMPDIR={self.buildah_tmp}", *argv] if self.buildah_tmp else list(argv)
 
     def isolation(self) -> str:
         """The builder's own choice (see :mod:`shlax_buildah.isolation`): its cgroups decide."""
         return self.sh(CGROUP_SCRIPT, what="probing cgroups").strip() or "chroot"
 
     def close(self) -> None:
-        """Remove the temporary folder, stop the master connection (its socket folder goes too)."""
+        """Remove the temporary folders, stop the master connection (its socket folder goes too)."""
         try:
-            if self.tmp:
-                self.discard(self.tmp)
+            for folder in (self.tmp, self.buildah_tmp):
+                if folder:
+                    self.discard(folder)
         finally:
-            self.tmp = None
+            self.tmp = self.buildah_tmp = None
             self.conn.close()
 
     # -- files ---------------------------------------------------------------------------------

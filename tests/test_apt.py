@@ -54,6 +54,28 @@ def test_adding_a_package_downloads_only_it_and_leaves_no_cache_in_the_image(tmp
         assert not [f for f in files["/var/cache/apt/archives"] if f.endswith(".deb")]
         assert not [f for f in files["/var/lib/apt/lists"] if f not in ("partial", "lock")]
         assert not [f for f in files["/var/cache/apt"] if f.endswith(".bin")]
+
+        # tuned for the throwaway container, during the step only: no translations were fetched,
+        # a step using the apt cache sees dpkg's unsafe-io, the image does not
+        assert not list((host.apt_archives.parent / "lists").glob("*Translation*"))
+        host.recipe(f"""
+            [targets.t{nonce}]
+            base = "debootstrap:bookworm"
+            image = "{image}"
+            steps = [
+              {{ run = ["true", "{nonce}"] }},
+              {{ apt = ["jq", "file"] }},
+              {{ run = ["apt-config", "dump"], caches = ["apt"] }},
+            ]
+        """)
+        third = host.run("run", "--json")
+        assert third.returncode == 0, output(third)
+        dumped = [e.get("line", "") for e in events(third.stdout) if e["event"] == "output"]
+        assert any("--force-unsafe-io" in line for line in dumped), dumped
+        assert any(line.startswith('Acquire::Languages "none"') for line in dumped), dumped
+        from fixtures_caches import in_image
+        inside = in_image(image, "apt-config", "dump").stdout
+        assert "--force-unsafe-io" not in inside and 'Acquire::Languages "none"' not in inside
     finally:
         remove_image(image)
 

@@ -199,3 +199,31 @@ def test_a_locked_cache_says_it_waits(tmp_path):
             time.sleep(0.01)
     t.join()
     assert said == ["waiting", "got it"]
+
+
+@pytest.mark.parametrize("backend,tuned", [("fake-image", True), ("fake", False)])
+def test_apt_tunes_dpkg_and_update_for_build_containers_only(shlax_recipe, backend, tuned):
+    """dpkg without fsync and no translations, for image steps only, and only for the step: as
+    options and a config file mounted at APT_CONFIG, never a file written into the image."""
+    from shlax_apt.action import Apt, AptCache
+
+    project = shlax_recipe(f"""
+        [targets.t]
+        backend = "{backend}"
+        steps = [ {{ apt = ["jq"] }} ]
+    """, actions={"apt": Apt}, caches={"apt": AptCache})
+    project.recorder.facts = {"ID": "debian", "VERSION_CODENAME": "bookworm"}
+    project.reply(["dpkg-query"], 0, "")
+    result = project.run()
+    apt = [c for c in result.commands if c[0] == "apt-get"]
+    assert [c[1] for c in apt] == ["update", "install"]
+    for argv in apt:
+        pairs = {argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-o"}
+        assert ("Dpkg::Options::=--force-unsafe-io" in pairs) is tuned, argv
+        assert ("Acquire::Languages=none" in pairs) is tuned, argv
+    if tuned:
+        conf = [m for m in result.mounts[-1] if m.target == "/run/shlax/apt.conf"]
+        text = Path(conf[0].source).read_text()
+        assert 'Dpkg::Options:: "--force-unsafe-io";' in text and 'Acquire::Languages "none";' in text
+    # nothing but package installs ran in the target: no config was written into it
+    assert not [c for c in result.commands if c[0] not in ("apt-get", "dpkg-query", "find", "sh")]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from shlax_pip import action as pip_action
 
 from conftest import events, statuses
 from fixtures_caches import Host, in_image, output, remove_image
@@ -86,3 +89,43 @@ def test_system_python_needs_an_explicit_choice(tmp_path):
     proc = host.run("run")
     assert proc.returncode == 2, output(proc)
     assert "system = true" in output(proc) and "venv" in output(proc) and "shlax.toml:4" in output(proc)
+
+
+@pytest.mark.skipif(pip_action.host_uv() is None and not os.environ.get("CI"), reason="uv is not installed")
+def test_uv_and_pip_install_the_same_packages_and_leave_a_working_pip(tmp_path, nonce, debian_image):
+    """The host's uv installs image steps' wheels when it runs in the image; pip is the fallback
+    (SHLAX_PIP_INSTALLER=pip here). Both give the same distributions, and a venv whose pip works."""
+    assert pip_action.host_uv() is not None, "CI installs uv (the test extra)"
+    host = Host(tmp_path)
+    host.write("app/pyproject.toml", APP)
+    host.write("app/shlaxdemo/__init__.py", "X = 1\n")
+    frozen = {}
+    for installer in ("auto", "pip"):
+        image = f"localhost/shlax-test-pip-{installer}-{nonce}"
+        host.recipe(f"""
+            [targets.t{nonce}]
+            base = "debootstrap:bookworm"
+            image = "{image}"
+            steps = [
+              {{ run = ["true", "{nonce}"] }},
+              {{ apt = ["python3", "python3-venv"] }},
+              {{ copy = {{ src = "app/", dest = "/app" }} }},
+              {{ run = ["true", "{installer}"] }},
+              {{ pip = {{ packages = ["/app", "idna"], venv = "/app/.venv" }} }},
+            ]
+        """)
+        try:
+            proc = host.run("run", "--json", env={"SHLAX_PIP_INSTALLER": installer})
+            assert proc.returncode == 0, output(proc)
+            argv_lines = " ".join(e.get("line", "") for e in events(proc.stdout) if e["event"] == "output")
+            if installer == "auto":
+                assert "Installed" in argv_lines, "uv's own summary: uv installed them"
+            frozen[installer] = in_image(image, "/app/.venv/bin/pip", "list", "--format=freeze").stdout.split()
+            assert in_image(image, "/app/.venv/bin/python", "-c", "import idna, six, shlaxdemo").returncode == 0
+            # nothing of uv (binary, cache) in the image
+            leftovers = in_image(image, "sh", "-c", "ls -A /run/shlax 2>/dev/null; true").stdout.strip()
+            assert leftovers == "", leftovers
+        finally:
+            remove_image(image)
+    assert frozen["auto"] == frozen["pip"]
+    assert {line.split("==")[0] for line in frozen["pip"]} >= {"pip", "setuptools", "six", "idna", "shlaxdemo"}

@@ -11,14 +11,19 @@ wheel --find-links WHEELHOUSE`` into a per-step folder resolves against the inde
 only what the wheelhouse lacks (and local projects' build requirements, so they build offline
 later), then step 1 again with that folder; its new wheels join the wheelhouse by atomic
 renames, except the recipe's own projects. Offline only step 1 runs. Only options pip 20 knew are
-used. Host backends check the installed distributions first and report ``ok``.
+used. The installs from wheels (steps 1 and the last) use the host's uv when it runs in the image,
+pip otherwise. A missing venv gets pip from the system's byte-compiled pip (or uv), not from
+ensurepip (see ``_SEED_VENV``). Host backends check the installed distributions first and report
+``ok``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,7 @@ from shlax_core.process import Exec
 
 CACHE_TARGET, WHEELHOUSE_TARGET = "/run/shlax/pip-cache", "/run/shlax/wheelhouse"
 INCOMING_TARGET = "/run/shlax/wheels-incoming"  # where `pip wheel` writes; joins the wheelhouse after
+UV_TARGET, UV_CACHE_TARGET = "/run/shlax/uv", "/run/shlax/uv-cache"  # the host's uv, lent to image steps
 
 # A local project's name and build requirements, read in the target (paths arrive as arguments).
 _BUILD_REQUIRES = r"""
@@ -57,6 +63,51 @@ for path in sys.argv[1:]:
     print("name " + str(data.get("project", {}).get("name", "")))
     for r in reqs:
         print("req " + r)
+"""
+# Create a venv (argv[1]) as `python -m venv` does, except how pip and setuptools get into it: the
+# same wheels, installed with the same pip options as ensurepip, but by the system's pip (>= 22.3,
+# run for the venv's interpreter the way `pip --python` does), which is byte-compiled, where
+# ensurepip runs pip from inside its wheel and so compiles all of pip in memory first. The venv
+# is the same file for file. With argv[2], the path of uv (image steps), uv installs those wheels
+# instead (same files, but uv's name in INSTALLER). Exits 3 before touching anything when
+# neither applies (the caller then runs `-m venv`).
+_SEED_VENV = r"""
+import os, subprocess, sys, venv
+uv = sys.argv[2] if len(sys.argv) > 2 else ""
+try:
+    import ensurepip
+    wheels = {}
+    for name, p in ensurepip._get_packages().items():
+        path = p.wheel_path or os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", p.wheel_name)
+        if not os.path.isfile(path):
+            raise LookupError(path)
+        wheels[name] = (p.version, path)
+    if not uv:
+        import pip
+        runner = os.path.join(os.path.dirname(pip.__file__), "__pip-runner__.py")
+        if not os.path.isfile(runner):
+            raise LookupError(runner)
+    if not wheels:
+        raise LookupError("ensurepip has no wheels")
+except Exception:
+    sys.exit(3)
+
+class Builder(venv.EnvBuilder):
+    def _setup_pip(self, context):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ENSUREPIP_", "PYTHON", "UV_"))}
+        env.update(VIRTUAL_ENV=context.env_dir, PIP_CONFIG_FILE=os.devnull, _PIP_RUNNING_IN_SUBPROCESS="1")
+        if uv:
+            argv = [uv, "pip", "install", "--python", context.env_exec_cmd, "--no-config", "--no-cache",
+                    "--no-index", "--compile-bytecode", "--quiet"]
+        else:
+            argv = [context.env_exec_cmd, "-W", "ignore::DeprecationWarning", runner, "install", "--no-cache-dir",
+                    "--no-index", "--upgrade", "--disable-pip-version-check"]
+        for folder in sorted({os.path.dirname(path) for _, path in wheels.values()}):
+            argv += ["--find-links", folder]
+        argv += [f"{name}=={version}" for name, (version, _) in sorted(wheels.items())]
+        subprocess.run(argv, env=env, cwd=context.env_dir, check=True, stdout=sys.stderr)
+
+Builder(with_pip=True, symlinks=os.name != "nt").create(sys.argv[1])
 """
 # Are these requirements installed (name and version specifier)? Exit 0 when all are.
 _SATISFIED = r"""
@@ -89,6 +140,25 @@ def wheelhouse() -> Path:
     return dirs.download_cache("pip") / "wheelhouse"
 
 
+def uv_cache() -> Path:
+    return dirs.download_cache("pip") / "uv"
+
+
+@functools.lru_cache(maxsize=None)
+def host_uv() -> Optional[Path]:
+    """The host's uv binary, lent to image steps to install wheels (``$SHLAX_PIP_INSTALLER``:
+    ``auto``, the default, uses uv when found on PATH or beside this Python; ``pip`` never does;
+    a path names the binary)."""
+    choice = os.environ.get("SHLAX_PIP_INSTALLER", "auto").strip() or "auto"
+    if choice == "pip":
+        return None
+    if choice != "auto":
+        path = Path(choice).expanduser()
+        return path if path.is_file() and os.access(path, os.X_OK) else None
+    found = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
+    return Path(found).resolve() if found else None
+
+
 def _stem(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
@@ -106,13 +176,20 @@ class PipCache(DownloadCache):
     offline_env = {"PIP_NO_INDEX": "1"}
 
     def folders(self) -> Sequence[Path]:
-        return [wheelhouse(), host_pip_cache()]
+        return [wheelhouse(), host_pip_cache(), uv_cache()]
 
     def owned(self) -> Sequence[Path]:
-        return [wheelhouse()]  # the user's own pip cache is theirs: `pip cache purge` empties it
+        return [wheelhouse(), uv_cache()]  # the user's own pip cache is theirs: `pip cache purge` empties it
 
     def host_paths(self, ctx: StepContext) -> dict[str, Path]:
-        return {CACHE_TARGET: host_pip_cache(), WHEELHOUSE_TARGET: wheelhouse()}
+        paths = {CACHE_TARGET: host_pip_cache(), WHEELHOUSE_TARGET: wheelhouse()}
+        if host_uv() is not None:
+            paths[UV_CACHE_TARGET] = uv_cache()
+        return paths
+
+    def extra_mounts(self, ctx: StepContext) -> Sequence[Mount]:
+        uv = host_uv()
+        return [Mount(str(uv), UV_TARGET, readonly=True)] if uv is not None else []
 
 
 def is_path(item: str) -> bool:
@@ -189,11 +266,27 @@ class Pip(Action):
     def has_python(self, ctx: StepContext) -> bool:
         return ctx.run(["test", "-x", self.python], check=False, quiet=True).ok
 
+    def uv(self, ctx: StepContext) -> bool:
+        """Does this step install wheels with the host's uv? Image steps into a venv, when uv is
+        on the host and runs in the image (not on another libc or architecture); else pip."""
+        usable = getattr(ctx, "_shlax_uv", None)
+        if usable is None:
+            usable = False
+            if ctx.is_image and self.params.venv and any(m.target == UV_TARGET for m in ctx.mounts):
+                usable = ctx.run([UV_TARGET, "--version"], check=False, capture=True, quiet=True).ok
+                if not usable:
+                    ctx.log("pip: the host's uv does not run in this image; installing with pip")
+            setattr(ctx, "_shlax_uv", usable)
+        return usable
+
     def ensure_venv(self, ctx: StepContext) -> bool:
         """Create the venv when missing; True when it had to."""
         if not self.params.venv or self.has_python(ctx):
             return False
-        result = ctx.run([self.params.python, "-m", "venv", self.params.venv], check=False, capture=True)
+        uv = [UV_TARGET] if self.uv(ctx) else []
+        result = ctx.run([self.params.python, "-c", _SEED_VENV, self.params.venv, *uv], check=False, capture=True)
+        if result.returncode == 3:  # no byte-compiled pip to seed it with: ensurepip's way
+            result = ctx.run([self.params.python, "-m", "venv", self.params.venv], check=False, capture=True)
         if not result.ok:
             why = "install python3-venv first (apt)" if re.search(r"ensurepip|venv", result.output) else "see its output"
             raise _failed(f"could not create the virtualenv {self.params.venv}: {why}", result)
@@ -233,9 +326,8 @@ class Pip(Action):
         if not ctx.is_image:
             result = self.pip(ctx, "install", *(["--no-index"] if ctx.offline else []), *self.targets())
             return created or "Successfully installed" in result.output
-        offline_install = ["install", "--use-pep517", "--no-index", "--find-links", WHEELHOUSE_TARGET]
         if ctx.offline or (self.params.prefer_offline and not self.surely_missing()):
-            if self.pip(ctx, *offline_install, *self.targets(), check=ctx.offline).ok:
+            if self.from_wheels(ctx, self.targets(), must=ctx.offline):
                 return True
             ctx.log("pip: the wheelhouse lacks something; resolving against the index")
         incoming = Path(tempfile.mkdtemp(prefix="incoming-", dir=wheelhouse().parent))
@@ -251,10 +343,28 @@ class Pip(Action):
             mount = Mount(str(incoming), INCOMING_TARGET)
             built = self.fetch(ctx, mount, own)
             targets = [built.get(t, t) for t in self.targets()]  # local projects: the wheels just built
-            self.pip(ctx, *offline_install, "--find-links", INCOMING_TARGET, *targets, mounts=[mount])
+            self.from_wheels(ctx, targets, mount=mount, must=True)
         finally:
             keep(incoming, own)
         return True
+
+    def from_wheels(self, ctx: StepContext, targets: Sequence[str], *, mount: Optional[Mount] = None,
+                    must: bool) -> bool:
+        """Install ``targets`` from the wheelhouse (and ``mount``'s wheels) with no index: with uv
+        when :meth:`uv` says so, else (or when uv fails where it must succeed) with pip, whose
+        failure then explains itself. False when it could not and ``must`` is off."""
+        links = [WHEELHOUSE_TARGET, *([INCOMING_TARGET] if mount else [])]
+        mounts = [mount] if mount else []
+        if self.uv(ctx):
+            argv = [UV_TARGET, "pip", "install", "--python", self.python, "--no-config", "--no-index",
+                    "--link-mode=copy", "--compile-bytecode", *(a for link in links for a in ("--find-links", link)),
+                    *targets]
+            result = ctx.run(argv, env={"UV_CACHE_DIR": UV_CACHE_TARGET}, check=False, capture=True, mounts=mounts)
+            if result.ok or not must:
+                return result.ok
+            ctx.log("pip: uv could not install from the wheels; trying pip")
+        install = ["install", "--use-pep517", "--no-index", *(a for link in links for a in ("--find-links", link))]
+        return self.pip(ctx, *install, *targets, mounts=mounts, check=must).ok
 
     def surely_missing(self) -> bool:
         """A requirement of the recipe has no wheel at all in the wheelhouse (seen on the host):

@@ -9,13 +9,18 @@ one run, from empty caches:
   unchanged  nothing changed
   add-apt    one more apt package ("most")
   add-pip    one more pip requirement ("django")
+  no-cache   rebuild everything (--no-cache), online
   offline    rebuild everything (--no-cache) with the network cut (unshare -n)
 
 For each: wall time, the ratio shlax/bud, and bytes downloaded (parsed from apt's "Fetched" and
 pip's "Downloading" lines). ``--npm`` adds nodejs/npm and an npm project (slow: nodejs alone is
 ~200 Debian packages to unpack on every apt rebuild, for both tools).
 
-Usage: python bench/bench_caches.py [--npm] [--keep DIR]
+The machine's load average before each scenario and the tools' versions are printed with the
+table. ``--pip-installer pip`` makes shlax install wheels with pip even where the host has uv
+(``SHLAX_PIP_INSTALLER``), to measure one against the other.
+
+Usage: python bench/bench_caches.py [--npm] [--keep DIR] [--pip-installer auto|pip]
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -37,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import image_sweep  # noqa: E402  (what the scenarios build is removed at the end)
 
 BASE = "localhost/shlax-bench-debian:latest"
+LOADS: list[tuple[str, tuple[float, float, float]]] = []
 UNITS = {"B": 1, "kB": 1000, "KB": 1024, "MB": 1000 ** 2, "GB": 1000 ** 3}
 
 
@@ -67,7 +74,7 @@ def human(n: int) -> str:
 
 
 class Bench:
-    def __init__(self, work: Path, npm: bool):
+    def __init__(self, work: Path, npm: bool, installer: str = "auto"):
         self.work = work
         self.npm = npm
         self.apt = ["python3", "python3-venv", "unzip", "findutils"] + (["nodejs", "npm"] if npm else [])
@@ -76,7 +83,8 @@ class Bench:
         self.nonce = uuid.uuid4().hex[:12]
         self.env = {**os.environ, "NO_COLOR": "1", "BUILDAH_ISOLATION": "chroot",
                     "SHLAX_CACHE_DIR": str(work / "shlax-cache"), "HOME": str(work / "home"),
-                    "XDG_CACHE_HOME": str(work / "xdg"), "TMPDIR": str(work / "tmp")}
+                    "XDG_CACHE_HOME": str(work / "xdg"), "TMPDIR": str(work / "tmp"),
+                    "SHLAX_PIP_INSTALLER": installer}
         for d in ("home", "xdg", "tmp", "shlax", "bud"):
             (work / d).mkdir(parents=True, exist_ok=True)
         for root in (work / "shlax", work / "bud"):
@@ -148,9 +156,11 @@ def run_scenarios(b: Bench, work: Path) -> list[tuple]:
         ("unchanged", lambda: None, (), True),
         ("add-apt", lambda: b.apt.append("most"), (), True),
         ("add-pip", lambda: b.pip.append("django"), (), True),
+        ("no-cache", lambda: None, ("--no-cache",), True),
         ("offline", lambda: None, ("--no-cache",), False),
     ]
     for name, change, extra, net in scenarios:
+        LOADS.append((name, os.getloadavg()))
         change()
         b.write()
         s_time, s_proc = b.shlax(*extra, *(() if net else ("--offline",)), net=net)
@@ -162,13 +172,29 @@ def run_scenarios(b: Bench, work: Path) -> list[tuple]:
     return rows
 
 
+def versions(installer: str) -> str:
+    def first_line(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "none"
+        return out.splitlines()[0] if out else "?"
+
+    from shlax_core import __version__
+    uv = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
+    pip = "pip" if installer == "pip" or not uv else first_line([uv, "--version"])
+    return f"shlax {__version__} (image pip steps install with {pip}), {first_line(['buildah', '--version'])}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--npm", action="store_true", help="add nodejs/npm and an npm project")
     parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    parser.add_argument("--pip-installer", default="auto", choices=["auto", "pip"],
+                        help="SHLAX_PIP_INSTALLER for shlax: auto (uv when the host has it) or pip")
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="shlax-bench-caches-"))
-    b = Bench(work, args.npm)
+    b = Bench(work, args.npm, args.pip_installer)
     started = time.time()
     try:
         rows = run_scenarios(b, work)
@@ -176,7 +202,10 @@ def main() -> None:
         subprocess.run(["buildah", "rmi", "localhost/shlax-bench-shlax", "localhost/shlax-bench-bud", BASE],
                        capture_output=True)
         image_sweep.sweep_session(started, [b.nonce], image_sweep.session_layers(work / "shlax-cache"))
-    print(f"\nshlax vs buildah bud --layers (RUN --mount=type=cache), logs in {work}\n")
+    print(f"\nshlax vs buildah bud --layers (RUN --mount=type=cache), logs in {work}")
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cores; versions: {versions(args.pip_installer)}")
+    print("load average (1, 5, 15 min) before each scenario: "
+          + "; ".join(f"{what} {a:.1f} {b_:.1f} {c:.1f}" for what, (a, b_, c) in LOADS) + "\n")
     print(f"{'scenario':<10} {'shlax':>8} {'ok':>3} {'downloaded':>11}   {'bud':>8} {'ok':>3} {'downloaded':>11}"
           f"   {'shlax/bud':>9}")
     for name, st, sr, sd, dt, dr, dd in rows:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
 
 from shlax_core.backends import Become, Mount, NoParams, Stat
+from shlax_core.params import canonical
 from shlax_core.process import Exec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,6 +66,21 @@ class Action:
 
     def prepare(self) -> None:
         """Check host-side inputs before anything runs (missing files...): raise RecipeError."""
+
+    def key_params(self) -> Any:
+        """The parameters as they go into the step's key: all of them (canonical form), except
+        those that change how a layer is made but not what it holds (``incremental``)."""
+        return canonical(self.params)
+
+    def grown_from(self, previous: Mapping[str, Any]) -> Optional[list[str]]:
+        """Given :meth:`key_params` of this step's last build, the items only added since (its
+        package list grew, nothing else changed): the step may then build on that build's layer
+        with :meth:`apply_added` (docs/layers.md). None (the default): build from scratch."""
+        return None
+
+    def apply_added(self, ctx: "StepContext", added: Sequence[str]) -> Optional[bool]:
+        """Install ``added`` on top of the layer of this step's last build (see :meth:`grown_from`)."""
+        raise NotImplementedError
 
     def inputs(self, session: "Session") -> Mapping[str, str]:
         """Digests of everything this step reads from the host; part of the cache key."""

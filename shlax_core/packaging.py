@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Sequence
 
 from shlax_core.actions import Action, StepContext
 from shlax_core.downloads import parse_age
@@ -49,6 +49,9 @@ class PackageParams:
     update_max_age: Optional[str] = doc(
         "refresh the package lists only when the cached ones are older than this (30m, 6h, 2d); default "
         f"$SHLAX_<MANAGER>_MAX_AGE or {DEFAULT_MAX_AGE}; \"0s\" refreshes every time", None)
+    incremental: bool = doc("image builds: when the list only grew since the last build, install just the "
+                            "added packages on that build's layer (docs/layers.md); false always rebuilds "
+                            "the whole list", True)
 
     pattern: ClassVar[re.Pattern] = PACKAGE
     what: ClassVar[str] = "a package name (letters, digits, +._@-, optionally =VERSION)"
@@ -118,6 +121,29 @@ class PackageAction(Action):
 
     def changed(self, output: str) -> bool:
         return not (self.unchanged and re.search(self.unchanged, output, re.M))
+
+    # -- incremental image steps (shlax_core/cache/incremental.py) --------------------------------
+    def key_params(self) -> Any:
+        params = super().key_params()
+        params.pop("incremental", None)  # how the layer is made, not what it holds
+        return params
+
+    def grown_from(self, previous: Mapping[str, Any]) -> Optional[list[str]]:
+        """The packages added since ``previous`` when only the list grew: same other parameters,
+        every earlier spec (pins included) still there, no upgrade (it would upgrade the rest)."""
+        current = self.key_params()
+        if not self.params.incremental or self.params.upgrade or not isinstance(previous.get("packages"), list):
+            return None
+        if {k: v for k, v in previous.items() if k != "packages"} != {k: v for k, v in current.items()
+                                                                       if k != "packages"}:
+            return None
+        old = set(previous["packages"])
+        if not old <= set(current["packages"]):
+            return None
+        return [p for p in current["packages"] if p not in old] or None
+
+    def apply_added(self, ctx: StepContext, added: Sequence[str]) -> Optional[bool]:
+        return self.install(ctx, added)
 
     # -- what the step wants ---------------------------------------------------------------------
     @staticmethod

@@ -17,10 +17,9 @@ from shlax_core import __version__
 from shlax_core.actions import Action, StepContext
 from shlax_core.backends import Backend, ImageBackend
 from shlax_core.binding import Binder, become_of
-from shlax_core.cache import history, keys
+from shlax_core.cache import history, incremental, keys
 from shlax_core.errors import Interrupted, RecipeError, ShlaxError, StepFailed, place
 from shlax_core.hostrun import HostResult, HostRuns
-from shlax_core.params import canonical
 from shlax_core.recipe import Recipe
 from shlax_core.resolve import Resolved, resolve
 from shlax_core.session import Session
@@ -231,34 +230,36 @@ class Runner(HostRuns):
         backend.plan = plan
         try:
             backend.open()
-            base = backend.base_key()  # None: a plan that cannot see the base (run would pull it)
-            parent = keys.base_key(base or "")
-            parts: list[dict[str, Any]] = []
+            base_id = backend.base_key()  # None: a plan that cannot see the base (run would pull it)
             phases = [Phases() for _ in r.actions]
+            bodies: list[dict[str, Any]] = []
             for a, ph in zip(r.actions, phases):
                 wall, t0 = time.time(), time.monotonic()
-                params = canonical(a.params)
+                params = a.key_params()
                 become = become_of(a.step)
                 if become is not None:  # who a step runs as changes its layer (absent: keys as before)
                     params = {**params, "(become)": [become.enabled, become.user]}
-                part = {"parent": parent, "action": a.name, "version": a.key_version(),
-                        "params": params, "inputs": dict(a.inputs(self.session))}
-                parent = keys.step_key(parent, a.name, part["version"], part["params"], part["inputs"])
-                part["key"] = parent
-                parts.append(part)
+                bodies.append({"action": a.name, "version": a.key_version(), "params": params,
+                               "inputs": dict(a.inputs(self.session))})
                 ph.add("key", wall, time.monotonic() - t0)
-            final_key = keys.step_key(parent, "image-config", r.backend_cls.version or __version__,
-                                      backend.config_data(), {})
-            step_keys = [p["key"] for p in parts]
+            config = (r.backend_cls.version or __version__, backend.config_data())
+            final_of = lambda last: keys.step_key(last, "image-config", config[0], config[1], {})  # noqa: E731
+            previous = history.load(self.recipe.path, target.name)
+            base = keys.base_key(base_id or "")
             with target_phases("lookup"):
-                found = {} if self.session.no_cache or base is None else backend.lookup([*step_keys, final_key])
-                start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
+                # plain keys, or the keys a package step was last built incrementally with (cache/incremental.py)
+                resolved = incremental.resolve(r.actions, bodies, base, previous, backend.lookup, final_of,
+                                               enabled=not self.session.no_cache and base_id is not None)
+            parts, found, start, grown = resolved.parts, resolved.found, resolved.start, resolved.grown
+            step_keys = [p["key"] for p in parts]
+            final_key = final_of(step_keys[-1] if step_keys else base)
             if not plan and not self.session.no_cache and final_key not in found:
                 with target_phases("pull"):
                     found.update(self.session.hook.shlax_layers_missing(
                         backend=backend, keys=[*step_keys[start + 1:], final_key]) or {})
                     start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
-            previous = history.load(self.recipe.path, target.name)
+                if grown is not None and grown[0] <= start:
+                    grown = None
             for i, a in enumerate(r.actions):
                 if i <= start or final_key in found:
                     self._step_event("step_end", where, i + 1, total, a, status="cached",
@@ -271,12 +272,16 @@ class Runner(HostRuns):
                     prev = previous[i] if i < len(previous) else None
                     if self.session.no_cache:
                         reason = "--no-cache"
-                    elif base is None:
+                    elif base_id is None:
                         reason = backend.base_note or "the base image is not in the local store"
                     else:
                         reason = history.why(parts[i], prev)
+                    extra = {}
+                    if grown is not None and grown[0] == i:
+                        reason = "incremental: on the previous layer, installs " + " ".join(grown[1])
+                        extra = {"incremental": grown[1]}
                     self._step_event("step_end", where, i + 1, total, a, status="run", reason=reason,
-                                     phases=phases[i].durations())
+                                     phases=phases[i].durations(), **extra)
                     result.add("run")
             if plan:
                 to_run = result.counts.get("run", 0)
@@ -289,7 +294,10 @@ class Runner(HostRuns):
                 backend.tag(found[final_key])
                 result.image = found[final_key]
             else:
-                backend.start(found[step_keys[start]] if start >= 0 else None)
+                if grown is not None:  # the first step to run builds on its previous layer
+                    backend.start(grown[2])
+                else:
+                    backend.start(found[step_keys[start]] if start >= 0 else None)
                 # with no image config the final image *is* the last step's layer: one commit, two names
                 merge = backend.merges_last_step()
                 for i in range(start + 1, total):
@@ -304,7 +312,10 @@ class Runner(HostRuns):
                         if waited >= 0.005:
                             ph.add("wait", wait_wall, waited)
                         with ph("run"):
-                            action.apply(ctx)
+                            if grown is not None and grown[0] == i:  # on the previous layer: the added only
+                                action.apply_added(ctx, grown[1])
+                            else:
+                                action.apply(ctx)
                     if i < total - 1 or not merge:
                         with ph("commit"):
                             layer = backend.commit(step_keys[i], {"step": action.step.path, "action": action.name,
@@ -314,8 +325,9 @@ class Runner(HostRuns):
                     elapsed = time.monotonic() - step_started
                     self.session.timeline.record(backend.label, action.describe(), step_wall, elapsed, ph,
                                                  status="done", index=index)
+                    extra = {"incremental": grown[1]} if grown is not None and grown[0] == i else {}
                     self._step_event("step_end", where, index, total, action, status="done", elapsed=elapsed,
-                                     phases=ph.durations())
+                                     phases=ph.durations(), **extra)
                     self.session.hook.shlax_step_finish(target=target, step=action.step, host=backend.label,
                                                         status="done", elapsed=elapsed)
                     result.add("done")

@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from shlax_core.actions import Action, StepContext
 from shlax_core.downloads import DownloadCache
@@ -53,6 +53,8 @@ class NpmParams:
     packages: list[str] = doc('packages installed globally (npm install -g), e.g. ["is-number@7"]',
                               default_factory=list)
     production: bool = doc("leave devDependencies out (--omit=dev)", False)
+    incremental: bool = doc("image builds: when only `packages` grew since the last build, install just the "
+                            "added ones on that build's layer (docs/layers.md); false always rebuilds", True)
 
     def validate(self) -> Any:
         if not self.dir and not self.packages:
@@ -108,6 +110,29 @@ class Npm(Action):
             return False
         names = [re.sub(r"(?<=.)@.*$", "", x) for x in p.packages]
         return not names or ctx.run(["npm", "ls", "-g", "--depth=0", *names], check=False, quiet=True).ok
+
+    # -- incremental image steps --------------------------------------------------------------
+    def key_params(self) -> Any:
+        params = super().key_params()
+        params.pop("incremental", None)  # how the layer is made, not what it holds
+        return params
+
+    def grown_from(self, previous: Mapping[str, Any]) -> Optional[list[str]]:
+        """The global packages added when nothing else changed (``dir`` was installed then)."""
+        current = self.key_params()
+        if not self.params.incremental or not isinstance(previous.get("packages"), list):
+            return None
+        if {k: v for k, v in previous.items() if k != "packages"} != {k: v for k, v in current.items()
+                                                                       if k != "packages"}:
+            return None
+        old = set(previous["packages"])
+        if not old <= set(current["packages"]):
+            return None
+        return [p for p in current["packages"] if p not in old] or None
+
+    def apply_added(self, ctx: StepContext, added: Sequence[str]) -> Optional[bool]:
+        self.npm(ctx, "install", "-g", packages=list(added))
+        return True
 
     def apply(self, ctx: StepContext) -> Optional[bool]:
         p = self.params

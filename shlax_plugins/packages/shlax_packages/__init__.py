@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from shlax_core.actions import StepContext
 from shlax_core.errors import PluginError, RecipeError
@@ -66,8 +66,14 @@ class Packages(PackageAction):
         return action.check(sub)
 
     def apply(self, ctx: StepContext) -> Optional[bool]:
+        return self._delegated(ctx, lambda action, sub: action.apply(sub))
+
+    def apply_added(self, ctx: StepContext, added: Sequence[str]) -> Optional[bool]:
+        return self._delegated(ctx, lambda action, sub: action.apply_added(sub, added))
+
+    def _delegated(self, ctx: StepContext, do: Callable[[PackageAction, StepContext], Optional[bool]]) -> Optional[bool]:
         action, sub = self.delegate(ctx)
         with contextlib.ExitStack() as stack:
             for name in action.cache_names():
                 stack.enter_context(ctx.cache(name).lock(sub))
-            return action.apply(sub)
+            return do(action, sub)

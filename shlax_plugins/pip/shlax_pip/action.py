@@ -19,6 +19,8 @@ ensurepip (see ``_SEED_VENV``). Host backends check the installed distributions 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import os
 import re
@@ -27,7 +29,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from shlax_core import dirs
 from shlax_core.actions import Action, StepContext
@@ -210,6 +212,8 @@ class PipParams:
     python: str = doc("the Python that creates the venv, or runs pip with system = true", "python3")
     prefer_offline: bool = doc("image builds: install from the wheelhouse first and ask the index only for "
                                "what it lacks; false resolves against the index every time", True)
+    incremental: bool = doc("image builds: when only `packages` grew since the last build, install just the "
+                            "added ones on that build's layer (docs/layers.md); false always rebuilds", True)
 
     def validate(self) -> Any:
         if not (self.packages or self.requirements or self.editable):
@@ -311,6 +315,31 @@ class Pip(Action):
                           "installed with the network; run once online to fill the cache", result)
         raise _failed(f"pip found no distribution for {missing}" if missing else
                       "pip failed: " + (errors[0] if errors else "see its output"), result)
+
+    # -- incremental image steps --------------------------------------------------------------
+    def key_params(self) -> Any:
+        params = super().key_params()
+        params.pop("incremental", None)  # how the layer is made, not what it holds
+        return params
+
+    def grown_from(self, previous: Mapping[str, Any]) -> Optional[list[str]]:
+        """The requirements added to ``packages`` when nothing else changed."""
+        current = self.key_params()
+        if not self.params.incremental or not isinstance(previous.get("packages"), list):
+            return None
+        if {k: v for k, v in previous.items() if k != "packages"} != {k: v for k, v in current.items()
+                                                                       if k != "packages"}:
+            return None
+        old = set(previous["packages"])
+        if not old <= set(current["packages"]):
+            return None
+        return [p for p in current["packages"] if p not in old] or None
+
+    def apply_added(self, ctx: StepContext, added: Sequence[str]) -> Optional[bool]:
+        """The same install, of ``added`` alone, into the venv the previous layer holds."""
+        only = copy.copy(self)
+        only.params = dataclasses.replace(self.params, packages=list(added), requirements=[], editable=[])
+        return only.apply(ctx)
 
     # -- host backends: check first -----------------------------------------------------------
     def check(self, ctx: StepContext) -> Optional[bool]:

@@ -41,7 +41,7 @@ from shlax_core.process import Exec
 
 CACHE_TARGET, WHEELHOUSE_TARGET = "/run/shlax/pip-cache", "/run/shlax/wheelhouse"
 INCOMING_TARGET = "/run/shlax/wheels-incoming"  # where `pip wheel` writes; joins the wheelhouse after
-UV_TARGET, UV_CACHE_TARGET = "/run/shlax/uv", "/run/shlax/uv-cache"  # the host's uv, lent to image steps
+UV_TARGET = "/run/shlax/uv"  # the host's uv, lent to image steps
 
 # A local project's name and build requirements, read in the target (paths arrive as arguments).
 _BUILD_REQUIRES = r"""
@@ -142,10 +142,6 @@ def wheelhouse() -> Path:
     return dirs.download_cache("pip") / "wheelhouse"
 
 
-def uv_cache() -> Path:
-    return dirs.download_cache("pip") / "uv"
-
-
 @functools.lru_cache(maxsize=None)
 def host_uv() -> Optional[Path]:
     """The host's uv binary, lent to image steps to install wheels (``$SHLAX_PIP_INSTALLER``:
@@ -178,18 +174,16 @@ class PipCache(DownloadCache):
     offline_env = {"PIP_NO_INDEX": "1"}
 
     def folders(self) -> Sequence[Path]:
-        return [wheelhouse(), host_pip_cache(), uv_cache()]
+        return [wheelhouse(), host_pip_cache()]
 
     def owned(self) -> Sequence[Path]:
-        return [wheelhouse(), uv_cache()]  # the user's own pip cache is theirs: `pip cache purge` empties it
+        return [wheelhouse()]  # the user's own pip cache is theirs: `pip cache purge` empties it
 
     def host_paths(self, ctx: StepContext) -> dict[str, Path]:
-        paths = {CACHE_TARGET: host_pip_cache(), WHEELHOUSE_TARGET: wheelhouse()}
-        if host_uv() is not None:
-            paths[UV_CACHE_TARGET] = uv_cache()
-        return paths
+        return {CACHE_TARGET: host_pip_cache(), WHEELHOUSE_TARGET: wheelhouse()}
 
     def extra_mounts(self, ctx: StepContext) -> Sequence[Mount]:
+        # no uv cache: the wheelhouse is the store, and uv unpacks a wheel about as fast as it copies one
         uv = host_uv()
         return [Mount(str(uv), UV_TARGET, readonly=True)] if uv is not None else []
 
@@ -385,10 +379,10 @@ class Pip(Action):
         links = [WHEELHOUSE_TARGET, *([INCOMING_TARGET] if mount else [])]
         mounts = [mount] if mount else []
         if self.uv(ctx):
-            argv = [UV_TARGET, "pip", "install", "--python", self.python, "--no-config", "--no-index",
+            argv = [UV_TARGET, "pip", "install", "--python", self.python, "--no-config", "--no-cache", "--no-index",
                     "--link-mode=copy", "--compile-bytecode", *(a for link in links for a in ("--find-links", link)),
                     *targets]
-            result = ctx.run(argv, env={"UV_CACHE_DIR": UV_CACHE_TARGET}, check=False, capture=True, mounts=mounts)
+            result = ctx.run(argv, check=False, capture=True, mounts=mounts)
             if result.ok or not must:
                 return result.ok
             ctx.log("pip: uv could not install from the wheels; trying pip")

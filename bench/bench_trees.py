@@ -142,6 +142,8 @@ def one_size(files: int, base: str, nonces: list[str], caches: list[Path], rehas
     rows = Rows()
     try:
         make_tree(work / "app", files)
+        # a tree of this run's own: no layer of an earlier run (or another helper's) has its key
+        (work / "app" / "nonce.txt").write_text(nonce)
         (work / "one").mkdir()
         (work / "one" / "f.txt").write_text("one\n")
         (work / ".shlaxignore").write_text(IGNORE)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+import re
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 from shlax_core.errors import RecipeError
 
@@ -19,9 +19,11 @@ IGNORE_FILE = ".shlaxignore"
 UNWATCHABLE = "*unwatchable*"
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One file, directory or symlink to copy: its path in the archive and on the host."""
+class Entry(NamedTuple):
+    """One file, directory or symlink to copy: its path in the archive and on the host.
+
+    A tuple: a copy of 100,000 files makes 100,000 of them, and a tuple is the cheapest record
+    to make and to keep."""
 
     arcname: str
     path: str
@@ -54,18 +56,64 @@ def signature(path: str) -> Optional[list[int]]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
-def _walk(top: str, watch: Optional[dict[str, Optional[list[int]]]]):
-    """os.walk (top-down, no symlinked dirs followed) that stats each directory *before* listing
-    it, so a file added while shlax works always shows as a newer directory signature."""
+def _walk(top: str, watch: Optional[dict[str, Optional[list[int]]]]) -> Iterator[tuple[str, list[os.DirEntry]]]:
+    """Top-down walk (no symlinked directory followed) that stats each directory *before* listing
+    it, so a file added while shlax works always shows as a newer directory signature. Yields
+    (directory, its entries sorted by name); the caller prunes a subdirectory from the walk by
+    removing its entry from the list. Entries come from ``scandir``: telling a directory, a
+    symlink and a file apart costs no stat call."""
     if watch is not None:
         watch[top] = signature(top)
     with os.scandir(top) as it:
-        entries = list(it)
-    dirnames = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
-    filenames = sorted(e.name for e in entries if not e.is_dir(follow_symlinks=False))
-    yield top, dirnames, filenames
-    for name in dirnames:
-        yield from _walk(os.path.join(top, name), watch)
+        entries = sorted(it, key=lambda e: e.name)
+    yield top, entries
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(entry.path, watch)
+
+
+def ignorer(spec) -> Optional[Callable[[str], bool]]:
+    """``spec.match_file``, or the same answers from one regex when no pattern re-includes (``!``):
+    then a path is ignored exactly when some pattern matches. One ``re.match`` costs ~1 µs where
+    pathspec's general matcher costs ~30 (a second and a half per 50,000 files)."""
+    if spec is None:
+        return None
+    patterns = [p for p in spec.patterns if p.include is not None]
+    if not patterns:
+        return None
+    if any(not p.include or getattr(p, "regex", None) is None for p in patterns):
+        return spec.match_file
+    # pathspec names a group in each pattern (the directory marker); a name cannot repeat
+    parts = [re.sub(r"\(\?P<\w+>", "(?:", p.regex.pattern) for p in patterns]
+    combined = re.compile("|".join(f"(?:{part})" for part in parts))
+    return lambda path: combined.match(path) is not None
+
+
+def _tree(match: str, rel_match: str, ignored: Optional[Callable[[str], bool]], real_root: str,
+          src: str, where: Optional[str], watch: Optional[dict[str, Optional[list[int]]]]) -> list[Entry]:
+    """Everything under the directory ``match`` that is not ignored, top-down.
+
+    Symlinks are fenced one by one; nothing else needs to be: the walk follows no link, so any
+    other entry's real path is its top's (fenced) real path followed by its own names."""
+    entries = []
+    top_len = len(os.path.join(match, ""))
+    rel_prefix = "" if rel_match == "." else rel_match + "/"
+    for _dirpath, listing in _walk(match, watch):
+        for entry in list(listing):
+            full = entry.path
+            arcname = full[top_len:]
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if ignored is not None and ignored(rel_prefix + arcname + ("/" if is_dir else "")):
+                if is_dir:
+                    listing.remove(entry)
+                continue
+            if entry.is_symlink():
+                _fence(full, real_root, src, where)
+                kind = "link"
+            else:
+                kind = "dir" if is_dir else "file"
+            entries.append(Entry(arcname, full, kind))
+    return entries
 
 
 def select(root: Path, sources: Sequence[str], exclude: Sequence[str], *,
@@ -81,6 +129,7 @@ def select(root: Path, sources: Sequence[str], exclude: Sequence[str], *,
     if watch is not None:
         watch[str(root / IGNORE_FILE)] = signature(str(root / IGNORE_FILE))
     spec = ignore_spec(root, exclude)
+    ignored = ignorer(spec)
     out = []
     for src in sources:
         if os.path.isabs(src):
@@ -108,20 +157,7 @@ def select(root: Path, sources: Sequence[str], exclude: Sequence[str], *,
             if spec is not None and glob.has_magic(src) and os.path.isdir(match) and spec.match_file(rel_root + "/"):
                 continue
             if os.path.isdir(match) and not os.path.islink(match):
-                entries = []
-                for dirpath, dirnames, filenames in _walk(match, watch):
-                    for name in [*dirnames, *filenames]:
-                        full = os.path.join(dirpath, name)
-                        rel = os.path.relpath(full, real_root)
-                        is_dir = os.path.isdir(full) and not os.path.islink(full)
-                        if spec is not None and spec.match_file(rel + ("/" if is_dir else "")):
-                            if is_dir:
-                                dirnames.remove(name)
-                            continue
-                        _fence(full, real_root, src, where)
-                        kind = "link" if os.path.islink(full) else ("dir" if is_dir else "file")
-                        entries.append(Entry(os.path.relpath(full, match), full, kind))
-                out.append((match, entries))
+                out.append((match, _tree(match, rel_root, ignored, real_root, src, where, watch)))
             else:
                 if spec is not None and glob.has_magic(src) and spec.match_file(rel_root):
                     continue  # a glob skips ignored files; a file named outright is copied

@@ -291,6 +291,13 @@ def test_noop_fast_path_and_what_invalidates_it(tmp_path, shlax, busybox_image, 
     assert not _fast(proc.stdout) and statuses(proc.stdout) == ["cached", "done", "done"]
     assert "new.txt" in read_in_image(image, "/data/listing")
 
+    # a file's content changed in place (same size, same directory listing): its own signature
+    # (recorded from the stat cache's view of it) tells, the copy step reruns
+    assert _fast(shlax("run", str(recipe), "--json").stdout)
+    (tmp_path / "app" / "sub" / "data.bin").write_bytes(b"\x02\x01" * 100)
+    proc = shlax("run", str(recipe), "--json")
+    assert not _fast(proc.stdout) and statuses(proc.stdout) == ["cached", "done", "done"]
+
     # the final image's name was taken away: no fast answer, the normal path re-tags it
     assert _fast(shlax("run", str(recipe), "--json").stdout)
     buildah("rmi", image)

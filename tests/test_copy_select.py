@@ -91,3 +91,48 @@ def test_mode_and_owner(shlax_recipe) -> None:
     assert archive["modes"]["/usr/local/bin/s"] == 0o755 and archive["owner"] == "app"
     assert archive["paths"] == ["/usr/local/bin/s"]
     assert project.run().statuses == ["ok"]
+
+
+IGNORE_CASES = [
+    ["*.log", "__pycache__/", "node_modules", "/build/", "docs/**/*.tmp", "a?c", "[ab]*.txt", ".env"],
+    ["*.pyc", "!keep.pyc", "cache/"],  # a re-include: pathspec's own matcher answers
+    ["# only a comment", ""],
+]
+IGNORE_PATHS = ["x.log", "d/x.log", "d/__pycache__/", "__pycache__/x", "node_modules/", "a/node_modules/",
+                "node_modules", "build/", "d/build/", "docs/a/b/c.tmp", "docs/c.tmp", "abc", "d/abc",
+                "abcd", "a.txt", "c.txt", "d/b1.txt", ".env", "d/.env", "keep.pyc", "d/keep.pyc",
+                "z.pyc", "cache/", "d/cache/", "cache", "main.py", "d/e/f.py"]
+
+
+@pytest.mark.parametrize("lines", IGNORE_CASES)
+def test_ignorer_answers_as_pathspec_does(lines: list[str]) -> None:
+    """The one-regex matcher (taken when no pattern re-includes) says exactly what pathspec says."""
+    import pathspec
+
+    from shlax_core.files import ignorer
+
+    spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    ignored = ignorer(spec)
+    got = {p: bool(ignored and ignored(p)) for p in IGNORE_PATHS}
+    assert got == {p: spec.match_file(p) for p in IGNORE_PATHS}
+
+
+def test_walk_keeps_ignores_and_symlink_fence_in_nested_directories(tree: Path, tmp_path_factory) -> None:
+    """Deep in a copied directory, ignored directories are pruned (nothing under them listed) and
+    a symlink pointing out is still refused, while links inside are kept as links."""
+    outside = tmp_path_factory.mktemp("outside")
+    deep = tree / "app" / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / "ok.py").write_text("ok")
+    (deep / "node_modules" / "pkg").mkdir(parents=True)
+    (deep / "node_modules" / "pkg" / "index.js").write_text("x")
+    (deep / "inside").symlink_to("../../main.py")
+    (tree / ".shlaxignore").write_text("node_modules/\n")
+    ((_, entries),) = select(tree, ["app/"], [])
+    by_name = {e.arcname: e for e in entries}
+    assert "a/b/ok.py" in by_name and by_name["a/b/inside"].kind == "link"
+    assert not [n for n in by_name if "node_modules" in n]
+    assert by_name["a/b/ok.py"].path == str(deep / "ok.py")
+    (deep / "out").symlink_to(outside)
+    with pytest.raises(RecipeError, match="escapes"):
+        select(tree, ["app/"], [])

@@ -216,3 +216,20 @@ def test_racy_entries_are_not_trusted(tmp_path: Path) -> None:
     tree_digest([("/new.txt", str(f))], cache)
     tree_digest([("/new.txt", str(f))], cache)
     assert (cache.hits, cache.misses) == (1, 3)
+
+
+def test_a_damaged_stat_cache_is_read_as_empty(tmp_path: Path) -> None:
+    """A stat cache cut short (a full disk, a crash of another tool) costs a re-read, never a
+    wrong digest or an error."""
+    pairs = make_tree(tmp_path / "tree", 50)
+    later = lambda: time.time() + 10 * RACY_SECONDS   # noqa: E731
+    cache_file = tmp_path / "stat.bin"
+    cold = StatCache(tmp_path, path=cache_file, clock=later)
+    digest = tree_digest(pairs, cold)
+    cold.save()
+    data = cache_file.read_bytes()
+    for cut in (len(data) - 7, len(data) // 2, 5):
+        cache_file.write_bytes(data[:cut])
+        damaged = StatCache(tmp_path, path=cache_file, clock=later)
+        assert tree_digest(pairs, damaged) == digest
+        assert damaged.misses == 50

@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Iterator, Mapping, Optional, Union
 
 from shlax_core import names
 from shlax_core.actions import Action, StepContext
@@ -60,38 +60,41 @@ class Copy(Action):
     Params = CopyParams
 
     def prepare(self) -> None:
-        self._plan: Optional[list[tuple[str, Entry]]] = None
-        self.plan()
+        self._groups: Optional[list[tuple[str, list[Entry]]]] = None
+        self._select()
 
-    def plan(self) -> list[tuple[str, Entry]]:
-        """(destination path, entry) for every file; raises RecipeError on a bad source."""
-        if getattr(self, "_plan", None) is not None:
-            return self._plan  # type: ignore[return-value]
+    def _select(self) -> list[tuple[str, list[Entry]]]:
+        """The selected entries, by source; raises RecipeError on a bad source."""
+        if getattr(self, "_groups", None) is None:
+            p = self.params
+            where = self.recipe.locate(f"{self.step.path}.copy.src")
+            self._watch: dict[str, Optional[list]] = {}
+            self._groups = select(self.recipe.dir, p.sources, p.exclude, where=where, watch=self._watch)
+        return self._groups  # type: ignore[return-value]
+
+    def plan(self) -> Iterator[tuple[str, Entry]]:
+        """(destination path, entry) for every file, made as they are asked for: a copy of many
+        files keeps one record a file (its entry), not two."""
         p = self.params
-        where = self.recipe.locate(f"{self.step.path}.copy.src")
-        self._watch: dict[str, Optional[list]] = {}
-        groups = select(self.recipe.dir, p.sources, p.exclude, where=where, watch=self._watch)
+        groups = self._select()
         into_dir = p.dest.endswith("/") or len(groups) > 1
-        out: list[tuple[str, Entry]] = []
+        join = posixpath.join
         for match, entries in groups:
             if os.path.isdir(match) and not os.path.islink(match):
-                out.extend((posixpath.join(p.dest, e.arcname.replace(os.sep, "/")), e) for e in entries)
+                yield from ((join(p.dest, e.arcname.replace(os.sep, "/")), e) for e in entries)
             elif into_dir:
-                out.extend((posixpath.join(p.dest, e.arcname), e) for e in entries)
+                yield from ((join(p.dest, e.arcname), e) for e in entries)
             else:
-                out.extend((p.dest, e) for e in entries)
-        self._plan = out
-        return out
+                yield from ((p.dest, e) for e in entries)
 
     def inputs(self, session) -> Mapping[str, str]:
-        pairs = [(dest, e.path) for dest, e in self.plan()]
-        return {"files": tree_digest(pairs, session.stat_cache)}
+        return {"files": tree_digest(((dest, e.path) for dest, e in self.plan()), session.stat_cache)}
 
     def guards(self, session) -> Optional[Mapping[str, Optional[list]]]:
         if UNWATCHABLE in self._watch:
             return None
-        seen = session.stat_cache.seen
-        files = {e.path: seen.get(e.path) for _, e in self.plan()}
+        signature = session.stat_cache.signature
+        files = {e.path: signature(e.path) for _, e in self.plan()}
         if any(sig is None for sig in files.values()):
             return None
         return {**self._watch, **files}

@@ -90,20 +90,26 @@ def _layer_id(row: dict[str, Any]) -> tuple[Any, str]:
 
 
 def held(rows: list[dict[str, Any]]) -> int:
-    """Bytes these layers hold on disk together. With ``parts`` (the storage layers each one is
-    made of that no image outside the cache keeps): each storage layer once, however many layers
-    share it. Without (a backend that cannot tell): each layer's own size, each layer once."""
+    """Bytes the cache layers hold (``cache du``): each layer's own size (its step's changes,
+    never its parents'), each storage layer once, whoever else also uses it."""
+    return sum({_layer_id(r): r.get("size") or 0 for r in rows}.values())
+
+
+def freeable(rows: list[dict[str, Any]]) -> int:
+    """Bytes that removing all of ``rows`` could free (what ``--max-size`` weighs). With ``parts``
+    (the storage layers each one is made of that no image outside the cache keeps): each such
+    layer once. Without (a backend that cannot tell): as :func:`held`."""
     if rows and all("parts" in r for r in rows):
         parts: dict[str, int] = {}
         for r in rows:
             parts.update(r["parts"])
         return sum(parts.values())
-    return sum({_layer_id(r): r.get("size") or 0 for r in rows}.values())
+    return held(rows)
 
 
 def _over_budget(kept: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     """The coldest of ``kept`` (sorted coldest first) to remove until the rest fit in ``budget``,
-    weighed as :func:`held` weighs them: with ``parts`` a removal frees only the storage layers no
+    weighed as :func:`freeable` weighs them: with ``parts`` a removal frees only the storage layers no
     kept layer still uses (a step's parent goes when its last child goes); without, a layer goes
     with its last name."""
     exact = bool(kept) and all("parts" in r for r in kept)
@@ -223,7 +229,7 @@ def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, 
         if max_size:
             budget = parse_size(max_size)
             doomed += _over_budget([r for r in layers if r not in doomed], budget)
-    freed = held(layers) - held([r for r in layers if r not in doomed])
+    freed = freeable(layers) - freeable([r for r in layers if r not in doomed])
     for r in doomed:
         click.echo(f"{'would remove' if dry_run else 'remove'} {r['key'][:16]} {r['target']} {r['step']}")
     if not dry_run and doomed:

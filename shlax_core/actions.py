@@ -70,13 +70,30 @@ class Action:
     def key_params(self) -> Any:
         """The parameters as they go into the step's key: all of them (canonical form), except
         those that change how a layer is made but not what it holds (``incremental``)."""
-        return canonical(self.params)
+        params = canonical(self.params)
+        if isinstance(params, dict):
+            params.pop("incremental", None)
+        return params
 
     def grown_from(self, previous: Mapping[str, Any]) -> Optional[list[str]]:
         """Given :meth:`key_params` of this step's last build, the items only added since (its
         package list grew, nothing else changed): the step may then build on that build's layer
         with :meth:`apply_added` (docs/layers.md). None (the default): build from scratch."""
         return None
+
+    def grown_list(self, previous: Mapping[str, Any], name: str = "packages") -> Optional[list[str]]:
+        """For :meth:`grown_from`: the items added to the list parameter ``name`` when it only
+        grew (every earlier item, pins included, still there), nothing else changed and the step
+        allows it (``incremental``)."""
+        current = self.key_params()
+        if not getattr(self.params, "incremental", False) or not isinstance(previous.get(name), list):
+            return None
+        if {k: v for k, v in previous.items() if k != name} != {k: v for k, v in current.items() if k != name}:
+            return None
+        old = set(previous[name])
+        if not old <= set(current[name]):
+            return None
+        return [p for p in current[name] if p not in old] or None
 
     def apply_added(self, ctx: "StepContext", added: Sequence[str]) -> Optional[bool]:
         """Install ``added`` on top of the layer of this step's last build (see :meth:`grown_from`)."""

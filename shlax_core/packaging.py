@@ -123,24 +123,10 @@ class PackageAction(Action):
         return not (self.unchanged and re.search(self.unchanged, output, re.M))
 
     # -- incremental image steps (shlax_core/cache/incremental.py) --------------------------------
-    def key_params(self) -> Any:
-        params = super().key_params()
-        params.pop("incremental", None)  # how the layer is made, not what it holds
-        return params
-
     def grown_from(self, previous: Mapping[str, Any]) -> Optional[list[str]]:
         """The packages added since ``previous`` when only the list grew: same other parameters,
         every earlier spec (pins included) still there, no upgrade (it would upgrade the rest)."""
-        current = self.key_params()
-        if not self.params.incremental or self.params.upgrade or not isinstance(previous.get("packages"), list):
-            return None
-        if {k: v for k, v in previous.items() if k != "packages"} != {k: v for k, v in current.items()
-                                                                       if k != "packages"}:
-            return None
-        old = set(previous["packages"])
-        if not old <= set(current["packages"]):
-            return None
-        return [p for p in current["packages"] if p not in old] or None
+        return None if self.params.upgrade else self.grown_list(previous)  # an upgrade upgrades the rest
 
     def apply_added(self, ctx: StepContext, added: Sequence[str]) -> Optional[bool]:
         return self.install(ctx, added)

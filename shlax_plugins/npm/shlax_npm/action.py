@@ -112,23 +112,9 @@ class Npm(Action):
         return not names or ctx.run(["npm", "ls", "-g", "--depth=0", *names], check=False, quiet=True).ok
 
     # -- incremental image steps --------------------------------------------------------------
-    def key_params(self) -> Any:
-        params = super().key_params()
-        params.pop("incremental", None)  # how the layer is made, not what it holds
-        return params
-
     def grown_from(self, previous: Mapping[str, Any]) -> Optional[list[str]]:
         """The global packages added when nothing else changed (``dir`` was installed then)."""
-        current = self.key_params()
-        if not self.params.incremental or not isinstance(previous.get("packages"), list):
-            return None
-        if {k: v for k, v in previous.items() if k != "packages"} != {k: v for k, v in current.items()
-                                                                       if k != "packages"}:
-            return None
-        old = set(previous["packages"])
-        if not old <= set(current["packages"]):
-            return None
-        return [p for p in current["packages"] if p not in old] or None
+        return self.grown_list(previous)
 
     def apply_added(self, ctx: StepContext, added: Sequence[str]) -> Optional[bool]:
         self.npm(ctx, "install", "-g", packages=list(added))

@@ -311,23 +311,9 @@ class Pip(Action):
                       "pip failed: " + (errors[0] if errors else "see its output"), result)
 
     # -- incremental image steps --------------------------------------------------------------
-    def key_params(self) -> Any:
-        params = super().key_params()
-        params.pop("incremental", None)  # how the layer is made, not what it holds
-        return params
-
     def grown_from(self, previous: Mapping[str, Any]) -> Optional[list[str]]:
         """The requirements added to ``packages`` when nothing else changed."""
-        current = self.key_params()
-        if not self.params.incremental or not isinstance(previous.get("packages"), list):
-            return None
-        if {k: v for k, v in previous.items() if k != "packages"} != {k: v for k, v in current.items()
-                                                                       if k != "packages"}:
-            return None
-        old = set(previous["packages"])
-        if not old <= set(current["packages"]):
-            return None
-        return [p for p in current["packages"] if p not in old] or None
+        return self.grown_list(previous)
 
     def apply_added(self, ctx: StepContext, added: Sequence[str]) -> Optional[bool]:
         """The same install, of ``added`` alone, into the venv the previous layer holds."""

@@ -4,6 +4,11 @@ Layers are images named ``localhost/shlax-cache:<step key>``, so ``buildah image
 a lookup of every key of a target is one ``buildah images --json`` call. After each commit the
 working container is re-created from the new layer, so every layer holds only its own step's
 changes (as ``buildah bud --layers`` does) and a rebuild can start from any of them.
+
+A local root build with chroot isolation runs its steps itself in the mounted container
+(:mod:`shlax_buildah.chroot`) and writes copies straight into it: per step, buildah is asked only
+to commit and to re-create the container (``from`` + ``mount``). Anywhere else (a remote builder,
+rootless, ``isolation = "oci"``) steps go through ``buildah run`` and ``buildah add``.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from shlax_core.cache import usage
 from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.imageconfig import ImageConfig
 from shlax_core.params import canonical, doc
+from shlax_core import process
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import isolation, owners, store
+from shlax_buildah import chroot, isolation, owners, store
 from shlax_buildah.cli import Buildah
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
@@ -175,6 +181,10 @@ class BuildahBackend(ImageBackend):
         #: signatures of the host files a base source read to name the base (None: unknown)
         self.base_guards: Optional[dict[str, Any]] = None
         self._adopted: dict[str, str] = {}  # cache names still to give to pulled layers: name -> image
+        #: where steps run when the working container is mounted and stepped into directly
+        #: (None: through ``buildah run``); see :meth:`_direct`
+        self.steps: Optional[chroot.StepRoot] = None
+        self._base_config: Optional[dict[str, Any]] = None
 
     # -- names ---------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -303,6 +313,18 @@ class BuildahBackend(ImageBackend):
             self.buildah("tag", "--", image, *names, check=False)
 
     # -- the working container -----------------------------------------------------------------
+    def direct(self) -> Optional[str]:
+        """Why steps go through ``buildah run`` here, or None when shlax runs them itself in the
+        mounted container: a local root build whose isolation is chroot, or left to shlax."""
+        if self.remote is not None:
+            return "a remote builder"
+        chosen = self.params.isolation or os.environ.get("BUILDAH_ISOLATION") or "chroot"
+        if chosen != "chroot":
+            return f"isolation {chosen!r} asks for buildah's OCI runtime"
+        if os.environ.get("SHLAX_BUILDAH_RUN"):
+            return "SHLAX_BUILDAH_RUN is set"
+        return chroot.available()
+
     def start(self, image: Optional[str]) -> None:
         source = image or self._base_ref or "scratch"
         name = f"shlax-{self.target.name}-{os.urandom(4).hex()}"
@@ -313,7 +335,26 @@ class BuildahBackend(ImageBackend):
         self._facts = None  # type: ignore[assignment]
         self._rootfs: Optional[str] = None
         self._made: list[str] = []
+        self.steps = None
         self.buildah("from", "--pull=never", f"--name={name}", "--", source)
+        if self.direct() is None:
+            self._rootfs = self.buildah("mount", "--", name).output.strip()
+            self.steps = chroot.StepRoot(self._rootfs, self._tmp, self.base_config())
+
+    def base_config(self) -> dict[str, Any]:
+        """The base image's run configuration: every step layer carries it, steps run with it."""
+        if self._base_config is None:
+            base = self._base_ref
+            self._base_config = {} if base in (None, "scratch") else self._image_config(base or "")
+        return self._base_config
+
+    def _image_config(self, image: str) -> dict[str, Any]:
+        usable, root = store.root_of(self.buildah.argv0) if self.remote is None else (False, None)
+        config = store.image_config(root, image) if usable else None
+        if config is None:
+            out = self.buildah("inspect", "--type", "image", "--", image)
+            config = (json.loads(out.output).get("OCIv1") or {}).get("config") or {}
+        return config
 
     # -- mount points ---------------------------------------------------------------------------
     # `buildah run -v` creates a missing mount point (an empty file or folder) in the container,
@@ -336,6 +377,8 @@ class BuildahBackend(ImageBackend):
     def _drop_mountpoints(self) -> None:
         """Remove the empty files and folders buildah made for mounts, from each mount point up to
         the highest folder it had to create; anything not empty is left alone."""
+        if self.steps is not None:
+            self.steps.drop_mountpoints()
         root = getattr(self, "_rootfs", None)
         for target, top in sorted(set(getattr(self, "_made", [])), key=lambda t: -len(t[0])):
             path = target
@@ -361,6 +404,7 @@ class BuildahBackend(ImageBackend):
         return True
 
     def open(self) -> None:
+        self._tmp = ""
         if self.remote is not None:
             self.remote.open(self.buildah.argv0)
             self.isolation = self.isolation or self.remote.isolation()
@@ -420,6 +464,9 @@ class BuildahBackend(ImageBackend):
             raise RuntimeError("buildah backend: run() before start()")
         if user is None and become is not None and become.enabled:
             user = become.user or "root"  # a step's become: that user inside the container
+        if self.steps is not None:
+            wrapped = self.steps.argv(argv, env=env, workdir=workdir, user=user, mounts=mounts)
+            return process.run(wrapped, output=output, check=check, capture=capture, display=argv, stdin=stdin)
         args = ["run", f"--isolation={self.isolation}"]
         for key, value in (env or {}).items():
             args.append(f"--env={key}={value}")
@@ -451,7 +498,16 @@ class BuildahBackend(ImageBackend):
         # `buildah add` writes into the container's root as root: become changes nothing here.
         # It extracts a local tar archive keeping its members' owners: its --chown does not
         # reach what an archive holds, so the owner is applied afterwards
-        if self.remote is None:
+        if self.steps is not None:  # the container is mounted here: written in place, confined
+            try:
+                inroot.extract(str(archive), self.steps.root, dest, chown=True)
+            except inroot.PathError as exc:
+                raise StepFailed(f"cannot write under {dest}: {exc.message}", argv=["tar", "-x", "-C", dest]) \
+                    from None
+            except OSError as exc:
+                raise StepFailed(f"cannot write under {dest}: {exc.strerror} ({exc.filename})",
+                                 argv=["tar", "-x", "-C", dest]) from None
+        elif self.remote is None:
             self.buildah("add", "--", self.container or "", str(archive), dest)
         else:
             remote = self.remote.upload(archive, "archive.tar")

@@ -14,6 +14,7 @@ separate image stores. Anything else returns None and the caller asks buildah.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -123,3 +124,25 @@ def root_of(argv0: list[str]) -> tuple[bool, Optional[str]]:
         else:
             return False, None
     return True, root
+
+
+def image_config(root: Optional[str], image_id: str) -> Optional[dict[str, Any]]:
+    """The run configuration (``Env``, ``Cmd``, ``WorkingDir``, ``User``, ``Labels``...) of a local
+    image, read from the store (containers/storage keeps the image's config blob under the key
+    ``sha256:<image ID>``), or None when it cannot be read that way (the caller asks buildah)."""
+    if os.geteuid() != 0 or os.environ.get("CONTAINERS_STORAGE_CONF") or not re.fullmatch(r"[0-9a-f]{64}", image_id):
+        return None
+    conf = _conf()
+    if conf is None:
+        return None
+    driver = conf.get("driver") or "overlay"
+    graphroot = root or conf.get("graphroot") or "/var/lib/containers/storage"
+    key = "=" + base64.b64encode(f"sha256:{image_id}".encode()).decode()
+    try:
+        data = json.loads((Path(graphroot) / f"{driver}-images" / image_id / key).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    config = data.get("config") or {}
+    return config if isinstance(config, dict) else None

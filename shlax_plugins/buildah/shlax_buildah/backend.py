@@ -8,7 +8,9 @@ changes (as ``buildah bud --layers`` does) and a rebuild can start from any of t
 A local root build with chroot isolation runs its steps itself in the mounted container
 (:mod:`shlax_buildah.chroot`) and writes copies straight into it: per step, buildah is asked only
 to commit and to re-create the container (``from`` + ``mount``). Anywhere else (a remote builder,
-rootless, ``isolation = "oci"``) steps go through ``buildah run`` and ``buildah add``.
+rootless, ``isolation = "oci"``) steps go through ``buildah run`` and ``buildah add``. The final
+image is the last step's commit with the target's configuration set on it (see
+:mod:`shlax_buildah.runconfig`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from shlax_core import process
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import chroot, isolation, owners, store
+from shlax_buildah import chroot, isolation, owners, runconfig, store
 from shlax_buildah.cli import Buildah
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
@@ -325,7 +327,8 @@ class BuildahBackend(ImageBackend):
             return "SHLAX_BUILDAH_RUN is set"
         return chroot.available()
 
-    def start(self, image: Optional[str]) -> None:
+    def start(self, image: Optional[str], *, bare: bool = False) -> None:
+        """``bare``: ``image`` was just committed from a container with the base's configuration."""
         source = image or self._base_ref or "scratch"
         name = f"shlax-{self.target.name}-{os.urandom(4).hex()}"
         self.container = name  # known before it exists: an interrupt during `from` still removes it
@@ -337,6 +340,8 @@ class BuildahBackend(ImageBackend):
         self._made: list[str] = []
         self.steps = None
         self.buildah("from", "--pull=never", f"--name={name}", "--", source)
+        if image is not None and not bare and image != self._base_ref:
+            self._reset_config(image)
         if self.direct() is None:
             self._rootfs = self.buildah("mount", "--", name).output.strip()
             self.steps = chroot.StepRoot(self._rootfs, self._tmp, self.base_config())
@@ -355,6 +360,14 @@ class BuildahBackend(ImageBackend):
             out = self.buildah("inspect", "--type", "image", "--", image)
             config = (json.loads(out.output).get("OCIv1") or {}).get("config") or {}
         return config
+
+    def _reset_config(self, image: str) -> None:
+        """A layer that was also a final image carries the target's configuration: set the new
+        working container back to the base's before anything is committed from it."""
+        args = runconfig.reset_args(runconfig.normal(self._image_config(image)),
+                                    runconfig.normal(self.base_config()))
+        if args:
+            self.buildah("config", *args, "--", self.container or "")
 
     # -- mount points ---------------------------------------------------------------------------
     # `buildah run -v` creates a missing mount point (an empty file or folder) in the container,
@@ -551,11 +564,13 @@ class BuildahBackend(ImageBackend):
         self.container = None
         image_id = out.output.strip().splitlines()[-1]
         usage.touch([key], image=image_id, **{k: v for k, v in meta.items() if k in ("target", "step")})
-        self.start(image_id)
+        self.start(image_id, bare=True)
         return image_id
 
     def merges_last_step(self) -> bool:
-        return not self.config_args()
+        """Always: the configuration is set on the last step's container and committed once; a
+        container later started from that layer is set back to the base's configuration."""
+        return True
 
     def finish(self, key: str, meta: Mapping[str, str], also: Sequence[str] = ()) -> str:
         assert self.container is not None

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
-from shlax_core import inroot, names
+from shlax_core import inroot, names, process
 from shlax_core.backends import Become, ImageBackend, Mount, Stat
 from shlax_core.cache import usage
 from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.imageconfig import ImageConfig
 from shlax_core.params import canonical, doc
-from shlax_core import process
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
@@ -184,7 +183,7 @@ class BuildahBackend(ImageBackend):
         self.base_guards: Optional[dict[str, Any]] = None
         self._adopted: dict[str, str] = {}  # cache names still to give to pulled layers: name -> image
         #: where steps run when the working container is mounted and stepped into directly
-        #: (None: through ``buildah run``); see :meth:`_direct`
+        #: (None: through ``buildah run``); see :meth:`direct`
         self.steps: Optional[chroot.StepRoot] = None
         self._base_config: Optional[dict[str, Any]] = None
 

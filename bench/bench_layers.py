@@ -9,9 +9,11 @@ Rounds (each with a fresh nonce so the cold build is really cold for both):
              per-step overhead of each tool, printed per step too
 
 Both tools run steps with chroot isolation (BUILDAH_ISOLATION=chroot, as this machine needs) and
-keep their temporary files in the round's folder. Prints the machine's load, the tools'
+keep their temporary files in the round's folder. With --private-store both use an image store of
+their own (buildah --root/--runroot, the recipe's root/runroot), holding only the base: other
+sessions sharing the machine's store then neither make the index bigger nor hold its lock. Prints the machine's load, the tools'
 versions, the median of each case over --rounds and the ratio shlax/bud (lower is better).
-Usage: python bench/bench_layers.py [--rounds 3] [--base IMAGE] [--only 3step|20steps]
+Usage: python bench/bench_layers.py [--rounds 3] [--base IMAGE] [--only 3step|20steps] [--private-store]
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ RUN sh -c "ls /app > /data/listing"
 """
 
 RECIPE = """[targets.bench]
-base = "{base}"
+base = "{base}"{store}
 image = "localhost/bench-shlax-{nonce}"
 steps = [
   {{ run = ["sh", "-c", "mkdir -p /data && echo {nonce} > /data/nonce"] }},
@@ -57,12 +59,15 @@ CONTAINERFILE_20 = "FROM {base}\n" + "".join(
     f'RUN sh -c "echo {{nonce}}-{i} > /step{i}"\nCOPY small{i}.txt /copied/small{i}.txt\n' for i in range(STEPS // 2))
 
 RECIPE_20 = """[targets.bench]
-base = "{base}"
+base = "{base}"{store}
 image = "localhost/bench-shlax20-{nonce}"
 steps = [
 """ + "".join(
     f'  {{{{ run = ["sh", "-c", "echo {{nonce}}-{i} > /step{i}"] }}}},\n'
     f'  {{{{ copy = {{{{ src = "small{i}.txt", dest = "/copied/small{i}.txt" }}}} }}}},\n' for i in range(STEPS // 2)) + "]\n"
+
+#: the private store (root, runroot) when --private-store is given
+STORE: list[str] = []
 
 TARGETS = {"cold": 0.9, "unchanged": 1.0, "changed file": 0.7, f"{STEPS} steps cold": 0.8}
 
@@ -91,7 +96,7 @@ def make_context(work: Path, base: str, nonce: str) -> None:
     for i in range(200):
         (app / f"file{i:03d}.txt").write_text(f"content {i}\n" * 20)
     (work / "Containerfile").write_text(CONTAINERFILE.format(base=base, nonce=nonce))
-    (work / "shlax.toml").write_text(RECIPE.format(base=base, nonce=nonce))
+    (work / "shlax.toml").write_text(RECIPE.format(base=base, nonce=nonce, store=store_keys()))
 
 
 def make_context_20(work: Path, base: str, nonce: str) -> None:
@@ -99,7 +104,30 @@ def make_context_20(work: Path, base: str, nonce: str) -> None:
     for i in range(STEPS // 2):
         (work / f"small{i}.txt").write_text(f"small file {i} of {nonce}\n")
     (work / "Containerfile").write_text(CONTAINERFILE_20.format(base=base, nonce=nonce))
-    (work / "shlax.toml").write_text(RECIPE_20.format(base=base, nonce=nonce))
+    (work / "shlax.toml").write_text(RECIPE_20.format(base=base, nonce=nonce, store=store_keys()))
+
+
+def store_keys() -> str:
+    return f'\nroot = "{STORE[0]}"\nrunroot = "{STORE[1]}"' if STORE else ""
+
+
+def private_store(base: str) -> None:
+    """A store of our own under /var/tmp holding only ``base``."""
+    top = tempfile.mkdtemp(prefix="shlax-bench-store-", dir="/var/tmp")
+    STORE[:] = [f"{top}/root", f"{top}/run"]
+    subprocess.run(["buildah", "push", "--quiet", base, f"containers-storage:[overlay@{STORE[0]}+{STORE[1]}]{base}"],
+                   check=True, capture_output=True)
+
+
+def drop_private_store() -> None:
+    if not STORE:
+        return
+    top = os.path.dirname(STORE[0])
+    for mount in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+        point = mount.split()[1]
+        if point.startswith(top + "/"):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+    shutil.rmtree(top, ignore_errors=True)
 
 
 def ensure_base(base: str) -> None:
@@ -110,7 +138,7 @@ def ensure_base(base: str) -> None:
 def commands(work: Path, cache_dir: Path, nonce: str) -> tuple[list[str], list[str], dict[str, str]]:
     env = {**os.environ, "BUILDAH_ISOLATION": "chroot", "TMPDIR": str(work), "NO_COLOR": "1",
            "SHLAX_CACHE_DIR": str(cache_dir)}
-    bud = ["buildah", "bud", "--layers", "-q", "-t", f"localhost/bench-bud-{nonce}", "-f", "Containerfile", "."]
+    bud = ["buildah", *(["--root", STORE[0], "--runroot", STORE[1]] if STORE else []), "bud", "--layers", "-q", "-t", f"localhost/bench-bud-{nonce}", "-f", "Containerfile", "."]
     shlax = [sys.executable, "-m", "shlax_core", "run", "shlax.toml"]
     return shlax, bud, env
 
@@ -150,8 +178,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--base", default=BUSYBOX)
     parser.add_argument("--only", choices=["3step", "20steps"], help="run one scenario only")
+    parser.add_argument("--private-store", action="store_true", help="both tools use a store of their own")
     args = parser.parse_args()
     ensure_base(args.base)
+    if args.private_store:
+        private_store(args.base)
     cache_dir = Path(tempfile.mkdtemp(prefix="shlax-bench-cache-"))
     started, nonces = time.time(), []
     load_before = os.getloadavg()
@@ -165,11 +196,17 @@ def main() -> None:
                 results.update(round_20(args.base, cache_dir, nonces))
             rounds.append(results)
     finally:
-        image_sweep.sweep_session(started, nonces, image_sweep.session_layers(cache_dir))
+        if STORE:
+            drop_private_store()
+        else:
+            image_sweep.sweep_session(started, nonces, image_sweep.session_layers(cache_dir))
     shlax_version = subprocess.run([sys.executable, "-m", "shlax_core", "--version"], capture_output=True,
                                    text=True).stdout.strip()
     bud_version = subprocess.run(["buildah", "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"layer cache on {args.base}, median of {args.rounds} rounds; {shlax_version or 'shlax'}; {bud_version}")
+    print(f"layer cache on {args.base}, median of {args.rounds} rounds; {shlax_version or 'shlax'}; {bud_version}; "
+          f"{'a private image store' if args.private_store else 'the shared image store'}")
+    for i, r in enumerate(rounds):
+        print(f"  round {i + 1}: " + ", ".join(f"{case} {a:.2f}s/{b:.2f}s" for case, (a, b) in r.items()))
     print(f"load average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"after {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs")
     print(f"{'case':<16}{'shlax':>10}{'buildah bud':>14}{'shlax/bud':>12}{'target':>9}")

@@ -479,3 +479,22 @@ labels = { "org.example.team" = "infra" }"""))
     assert "org.example.team" not in (layer_config.get("Labels") or {})
     assert not [e for e in layer_config.get("Env") or [] if e.startswith("GREETING=")]
     assert working_containers(f"c{nonce}") == []
+
+
+def test_what_a_step_leaves_running_ends_with_it(tmp_path, shlax, busybox_image, nonce):
+    """A step that starts a daemon and exits: the daemon is killed with the step's PID namespace
+    (it would hold the output pipe, and keep files open in the container being committed)."""
+    (tmp_path / "shlax.toml").write_text(textwrap.dedent(f"""
+        [targets.d{nonce}]
+        base = "{busybox_image}"
+        image = "localhost/shlax-test-daemon-{nonce}"
+        steps = [
+          {{ run = ["sh", "-c", "sleep 600 {nonce} > /dev/null 2>&1 & echo started"] }},
+          {{ run = ["sh", "-c", "ps | grep -v grep | grep -c {nonce} > /count || true"] }},
+        ]
+    """))
+    proc = shlax("run", str(tmp_path / "shlax.toml"), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    alive = subprocess.run(["pgrep", "-f", f"sleep 600 {nonce}"], capture_output=True, text=True).stdout.split()
+    assert alive == []
+    assert read_in_image(f"localhost/shlax-test-daemon-{nonce}", "/count").strip() == "0"

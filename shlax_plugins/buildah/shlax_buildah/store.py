@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -130,16 +131,12 @@ def image_config(root: Optional[str], image_id: str) -> Optional[dict[str, Any]]
     """The run configuration (``Env``, ``Cmd``, ``WorkingDir``, ``User``, ``Labels``...) of a local
     image, read from the store (containers/storage keeps the image's config blob under the key
     ``sha256:<image ID>``), or None when it cannot be read that way (the caller asks buildah)."""
-    if os.geteuid() != 0 or os.environ.get("CONTAINERS_STORAGE_CONF") or not re.fullmatch(r"[0-9a-f]{64}", image_id):
+    where = _location(root) if re.fullmatch(r"[0-9a-f]{64}", image_id) else None
+    if where is None:
         return None
-    conf = _conf()
-    if conf is None:
-        return None
-    driver = conf.get("driver") or "overlay"
-    graphroot = root or conf.get("graphroot") or "/var/lib/containers/storage"
     key = "=" + base64.b64encode(f"sha256:{image_id}".encode()).decode()
     try:
-        data = json.loads((Path(graphroot) / f"{driver}-images" / image_id / key).read_text())
+        data = json.loads((Path(f"{where}-images") / image_id / key).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):

@@ -343,7 +343,7 @@ class BuildahBackend(ImageBackend):
             self._reset_config(image)
         if self.direct() is None:
             self._rootfs = self.buildah("mount", "--", name).output.strip()
-            self.steps = chroot.StepRoot(self._rootfs, self._tmp, self.base_config())
+            self.steps = chroot.StepRoot(self._rootfs, self._tmp, self.base_config(), container=name)
 
     def base_config(self) -> dict[str, Any]:
         """The base image's run configuration: every step layer carries it, steps run with it."""

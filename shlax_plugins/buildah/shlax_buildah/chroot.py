@@ -99,6 +99,9 @@ class StepRoot:
     root: str
     tmp: str
     config: Mapping[str, Any]
+    #: the working container's name: on every step's command line, so a sweep after a killed
+    #: shlax finds the steps it left running (:func:`shlax_buildah.owners.stop_users`)
+    container: str = ""
     #: mount points created for steps (host paths, in creation order), removed before a commit
     made: list[str] = field(default_factory=list)
 
@@ -185,4 +188,4 @@ class StepRoot:
                 "cwd": inroot.inner_path(cwd), "env": full, "argv": list(argv)}
         return ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
                 f"--mount-proc={os.path.join(self.root, 'proc')}", "--",
-                sys.executable, "-I", "-S", ENTER, json.dumps(spec)]
+                sys.executable, "-I", "-S", ENTER, json.dumps(spec), self.container]

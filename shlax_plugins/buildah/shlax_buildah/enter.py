@@ -11,7 +11,9 @@ given. It stays as a small init: forwards SIGTERM/SIGINT/SIGHUP to the step, rea
 exits with the step's code (128+N when a signal N ended it).
 
 Standard library only, and no ``site``: it starts in milliseconds where ``buildah run`` takes
-most of a second. SPEC is JSON: ``root`` (the host path of the mounted root), ``binds``
+most of a second. Its command line is ``enter.py SPEC CONTAINER``: CONTAINER, the working
+container's name, is only there for :func:`shlax_buildah.owners.stop_users` to find a step a
+killed shlax left running. SPEC is JSON: ``root`` (the host path of the mounted root), ``binds``
 (``[host source, host target, read-only, recursive]``, targets already created and confined to
 the root by the caller), ``uid``, ``gid``, ``groups``, ``cwd``, ``env``, ``argv``.
 """

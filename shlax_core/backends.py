@@ -233,8 +233,9 @@ class ImageBackend(Backend):
         return False
 
     def merges_last_step(self) -> bool:
-        """True when the final image would be identical to the last step's layer (no image
-        configuration to apply): the runner then commits once instead of twice."""
+        """True when the final image can be the last step's own commit (the image configuration
+        set on it before committing): the runner then commits once instead of twice. A backend
+        saying so must keep a configured layer from leaking its configuration into later steps."""
         return False
 
     def tag(self, image: str) -> None:

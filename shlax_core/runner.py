@@ -298,7 +298,7 @@ class Runner(HostRuns):
                     backend.start(grown[2])
                 else:
                     backend.start(found[step_keys[start]] if start >= 0 else None)
-                # with no image config the final image *is* the last step's layer: one commit, two names
+                # the final image is the last step's own commit when the backend can merge: two names
                 merge = backend.merges_last_step()
                 for i in range(start + 1, total):
                     action, index, ph = r.actions[i], i + 1, phases[i]

@@ -393,3 +393,108 @@ def test_stdin_and_copy_owner_reach_the_committed_image(shlax_recipe, busybox_im
     finally:
         buildah("rm", ctr)
     assert (st.st_uid, st.st_gid) == (4242, 4242)
+
+
+CONFIGURED = """
+[targets.c{nonce}]
+base = "{base}"
+image = "localhost/shlax-test-conf-{nonce}"
+steps = [
+  {{ run = ["sh", "-c", "mkdir -p /data && echo {nonce} > /data/nonce"] }},
+  {{ run = ["sh", "-c", "echo two > /data/two"] }},
+{more}]
+
+[targets.c{nonce}.config]
+{config}
+"""
+
+FIRST_CONFIG = """cmd = ["cat", "/data/nonce"]
+env = { GREETING = "hi" }
+workdir = "/data"
+labels = { "org.example.team" = "infra", "org.example.gone" = "soon" }
+ports = ["8000/tcp"]"""
+
+
+def _image_info(image: str) -> tuple[str, dict, int, list[str]]:
+    """ID, run configuration, number of layers, and names of an image."""
+    info = json.loads(buildah("inspect", "--type", "image", image).stdout)
+    image_id = info["FromImageID"]
+    names = [n for i in json.loads(buildah("images", "--json", "--no-trunc", image_id).stdout)
+             for n in i.get("names") or []]
+    return image_id, info["OCIv1"]["config"], len(info["OCIv1"]["rootfs"]["diff_ids"]), names
+
+
+@pytest.mark.parametrize("path", ["direct", "buildah-run"])
+def test_final_image_is_the_last_steps_commit(tmp_path, shlax, busybox_image, nonce, path):
+    """With an image configuration the final image is the last step's layer with the
+    configuration set on it: one commit, no extra layer. A configuration-only change runs no
+    step and leaves nothing of the old configuration; a step added after that layer runs with
+    the base's configuration, and its layer does not carry the target's."""
+    env = {"SHLAX_BUILDAH_RUN": "1"} if path == "buildah-run" else {}
+    recipe = tmp_path / "shlax.toml"
+    image = f"localhost/shlax-test-conf-{nonce}:latest"
+    recipe.write_text(CONFIGURED.format(nonce=nonce, base=busybox_image, more="", config=FIRST_CONFIG))
+    base_layers = _image_info(busybox_image)[2]
+
+    first = shlax("run", str(recipe), "--json", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert statuses(first.stdout) == ["done", "done"]
+    image_id, config, layers, names = _image_info(image)
+    assert layers == base_layers + 2                     # one layer per step, none for the config
+    assert len([n for n in names if n.startswith("localhost/shlax-cache:")]) == 2  # last step + final
+    assert config["Cmd"] == ["cat", "/data/nonce"] and "GREETING=hi" in config["Env"]
+    assert config["Labels"]["org.example.gone"] == "soon"
+
+    # the configuration alone changes: nothing runs, nothing of the old one is left
+    recipe.write_text(CONFIGURED.format(nonce=nonce, base=busybox_image, more="", config="""cmd = ["true"]
+labels = { "org.example.team" = "infra" }"""))
+    again = shlax("run", str(recipe), "--json", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert statuses(again.stdout) == ["cached", "cached"]
+    assert not [e for e in events(again.stdout) if e["event"] == "step_start"]
+    _, config, _, _ = _image_info(image)
+    assert config["Cmd"] == ["true"]
+    assert "org.example.gone" not in config["Labels"] and config["Labels"]["org.example.team"] == "infra"
+    assert not [e for e in config["Env"] if e.startswith("GREETING=")]
+    assert not config.get("WorkingDir") and not config.get("ExposedPorts")
+
+    # back to the first configuration, with steps added after the configured layer
+    more = ('  { run = ["sh", "-c", "echo \\"[$GREETING]\\" > /data/greeting; pwd > /data/pwd"] },\n'
+            '  { run = ["sh", "-c", "echo four > /data/four"] },\n')
+    recipe.write_text(CONFIGURED.format(nonce=nonce, base=busybox_image, more=more, config=FIRST_CONFIG))
+    added = shlax("run", str(recipe), "--json", env=env)
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert statuses(added.stdout) == ["cached", "cached", "done", "done"]
+    assert read_in_image(image, "/data/greeting") == "[]\n"   # the base's environment, not the target's
+    assert read_in_image(image, "/data/pwd") == "/\n"
+    _, config, layers, _ = _image_info(image)
+    assert layers == base_layers + 4
+    assert config["Cmd"] == ["cat", "/data/nonce"] and config["Labels"]["org.example.gone"] == "soon"
+    # the layer of the step added after the configured one has the base's configuration
+    rows = json.loads(shlax("cache", "ls", "--json").stdout)["layers"]
+    step2 = [r["image"] for r in rows if r.get("step") == f"targets.c{nonce}.steps[2]"]
+    assert step2, rows
+    _, layer_config, _, _ = _image_info(step2[0])
+    assert layer_config.get("Cmd") == _image_info(busybox_image)[1].get("Cmd")
+    assert "org.example.team" not in (layer_config.get("Labels") or {})
+    assert not [e for e in layer_config.get("Env") or [] if e.startswith("GREETING=")]
+    assert working_containers(f"c{nonce}") == []
+
+
+def test_what_a_step_leaves_running_ends_with_it(tmp_path, shlax, busybox_image, nonce):
+    """A step that starts a daemon and exits: the daemon is killed with the step's PID namespace
+    (it would hold the output pipe, and keep files open in the container being committed)."""
+    (tmp_path / "shlax.toml").write_text(textwrap.dedent(f"""
+        [targets.d{nonce}]
+        base = "{busybox_image}"
+        image = "localhost/shlax-test-daemon-{nonce}"
+        steps = [
+          {{ run = ["sh", "-c", "sleep 600 {nonce} > /dev/null 2>&1 & echo started"] }},
+          {{ run = ["sh", "-c", "ps | grep -v grep | grep -c {nonce} > /count || true"] }},
+        ]
+    """))
+    proc = shlax("run", str(tmp_path / "shlax.toml"), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    alive = subprocess.run(["pgrep", "-f", f"sleep 600 {nonce}"], capture_output=True, text=True).stdout.split()
+    assert alive == []
+    assert read_in_image(f"localhost/shlax-test-daemon-{nonce}", "/count").strip() == "0"

@@ -1,10 +1,12 @@
 """The backend conformance suite (shlax_core.conformance) run against every backend shlax ships:
-the two recording fakes, local (this machine, and a chroot tree with ``root``), buildah (here
-and on a remote builder over ssh), podman and ssh. Real components: real containers, a real sshd.
+the two recording fakes, local (this machine, and a chroot tree with ``root``), buildah (here,
+with steps run by shlax in the mounted container or by ``buildah run``, and on a remote builder
+over ssh), podman and ssh. Real components: real containers, a real sshd.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from typing import Iterator
@@ -72,6 +74,8 @@ def _plugin_backend(kind: str, name: str) -> type[Backend]:
 
 
 class TestBuildah(BackendContract):
+    """Steps run by shlax itself in the mounted working container (a local root build)."""
+
     mounts = True
 
     @pytest.fixture(scope="class")
@@ -79,8 +83,33 @@ class TestBuildah(BackendContract):
     def backend(cls, busybox_image: str) -> Iterator[Backend]:
         with started(_plugin_backend("backend", "buildah"), {"base": busybox_image},
                      target=f"contract-{uuid.uuid4().hex[:8]}") as backend:
+            assert backend.steps is not None, f"steps go through buildah run here: {backend.direct()}"
             backend.run(["sh", "-c", ADD_USER])
             yield backend
+
+
+class TestBuildahRun(BackendContract):
+    """Steps through ``buildah run`` and copies through ``buildah add``, as on a remote builder,
+    rootless or with ``isolation = "oci"`` (SHLAX_BUILDAH_RUN forces it here)."""
+
+    mounts = True
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def backend(cls, busybox_image: str) -> Iterator[Backend]:
+        old = os.environ.get("SHLAX_BUILDAH_RUN")
+        os.environ["SHLAX_BUILDAH_RUN"] = "1"
+        try:
+            with started(_plugin_backend("backend", "buildah"), {"base": busybox_image},
+                         target=f"contract-{uuid.uuid4().hex[:8]}") as backend:
+                assert backend.steps is None
+                backend.run(["sh", "-c", ADD_USER])
+                yield backend
+        finally:
+            if old is None:
+                os.environ.pop("SHLAX_BUILDAH_RUN", None)
+            else:
+                os.environ["SHLAX_BUILDAH_RUN"] = old
 
 
 class TestBuildahRemoteBuilder(BackendContract):

@@ -4,6 +4,13 @@ Layers are images named ``localhost/shlax-cache:<step key>``, so ``buildah image
 a lookup of every key of a target is one ``buildah images --json`` call. After each commit the
 working container is re-created from the new layer, so every layer holds only its own step's
 changes (as ``buildah bud --layers`` does) and a rebuild can start from any of them.
+
+A local root build with chroot isolation runs its steps itself in the mounted container
+(:mod:`shlax_buildah.chroot`) and writes copies straight into it: per step, buildah is asked only
+to commit and to re-create the container (``from`` + ``mount``). Anywhere else (a remote builder,
+rootless, ``isolation = "oci"``) steps go through ``buildah run`` and ``buildah add``. The final
+image is the last step's commit with the target's configuration set on it (see
+:mod:`shlax_buildah.runconfig`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
-from shlax_core import inroot, names
+from shlax_core import inroot, names, process
 from shlax_core.backends import Become, ImageBackend, Mount, Stat
 from shlax_core.cache import usage
 from shlax_core.errors import ShlaxError, StepFailed
@@ -25,7 +32,7 @@ from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import isolation, owners, store
+from shlax_buildah import chroot, isolation, owners, runconfig, store
 from shlax_buildah.cli import Buildah
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
@@ -175,6 +182,10 @@ class BuildahBackend(ImageBackend):
         #: signatures of the host files a base source read to name the base (None: unknown)
         self.base_guards: Optional[dict[str, Any]] = None
         self._adopted: dict[str, str] = {}  # cache names still to give to pulled layers: name -> image
+        #: where steps run when the working container is mounted and stepped into directly
+        #: (None: through ``buildah run``); see :meth:`direct`
+        self.steps: Optional[chroot.StepRoot] = None
+        self._base_config: Optional[dict[str, Any]] = None
 
     # -- names ---------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -303,7 +314,20 @@ class BuildahBackend(ImageBackend):
             self.buildah("tag", "--", image, *names, check=False)
 
     # -- the working container -----------------------------------------------------------------
-    def start(self, image: Optional[str]) -> None:
+    def direct(self) -> Optional[str]:
+        """Why steps go through ``buildah run`` here, or None when shlax runs them itself in the
+        mounted container: a local root build whose isolation is chroot, or left to shlax."""
+        if self.remote is not None:
+            return "a remote builder"
+        chosen = self.params.isolation or os.environ.get("BUILDAH_ISOLATION") or "chroot"
+        if chosen != "chroot":
+            return f"isolation {chosen!r} asks for buildah's OCI runtime"
+        if os.environ.get("SHLAX_BUILDAH_RUN"):
+            return "SHLAX_BUILDAH_RUN is set"
+        return chroot.available()
+
+    def start(self, image: Optional[str], *, bare: bool = False) -> None:
+        """``bare``: ``image`` was just committed from a container with the base's configuration."""
         source = image or self._base_ref or "scratch"
         name = f"shlax-{self.target.name}-{os.urandom(4).hex()}"
         self.container = name  # known before it exists: an interrupt during `from` still removes it
@@ -313,7 +337,36 @@ class BuildahBackend(ImageBackend):
         self._facts = None  # type: ignore[assignment]
         self._rootfs: Optional[str] = None
         self._made: list[str] = []
+        self.steps = None
         self.buildah("from", "--pull=never", f"--name={name}", "--", source)
+        if image is not None and not bare and image != self._base_ref:
+            self._reset_config(image)
+        if self.direct() is None:
+            self._rootfs = self.buildah("mount", "--", name).output.strip()
+            self.steps = chroot.StepRoot(self._rootfs, self._tmp, self.base_config(), container=name)
+
+    def base_config(self) -> dict[str, Any]:
+        """The base image's run configuration: every step layer carries it, steps run with it."""
+        if self._base_config is None:
+            base = self._base_ref
+            self._base_config = {} if base in (None, "scratch") else self._image_config(base or "")
+        return self._base_config
+
+    def _image_config(self, image: str) -> dict[str, Any]:
+        usable, root = store.root_of(self.buildah.argv0) if self.remote is None else (False, None)
+        config = store.image_config(root, image) if usable else None
+        if config is None:
+            out = self.buildah("inspect", "--type", "image", "--", image)
+            config = (json.loads(out.output).get("OCIv1") or {}).get("config") or {}
+        return config
+
+    def _reset_config(self, image: str) -> None:
+        """A layer that was also a final image carries the target's configuration: set the new
+        working container back to the base's before anything is committed from it."""
+        args = runconfig.reset_args(runconfig.normal(self._image_config(image)),
+                                    runconfig.normal(self.base_config()))
+        if args:
+            self.buildah("config", *args, "--", self.container or "")
 
     # -- mount points ---------------------------------------------------------------------------
     # `buildah run -v` creates a missing mount point (an empty file or folder) in the container,
@@ -336,6 +389,8 @@ class BuildahBackend(ImageBackend):
     def _drop_mountpoints(self) -> None:
         """Remove the empty files and folders buildah made for mounts, from each mount point up to
         the highest folder it had to create; anything not empty is left alone."""
+        if self.steps is not None:
+            self.steps.drop_mountpoints()
         root = getattr(self, "_rootfs", None)
         for target, top in sorted(set(getattr(self, "_made", [])), key=lambda t: -len(t[0])):
             path = target
@@ -361,6 +416,7 @@ class BuildahBackend(ImageBackend):
         return True
 
     def open(self) -> None:
+        self._tmp = ""
         if self.remote is not None:
             self.remote.open(self.buildah.argv0)
             self.isolation = self.isolation or self.remote.isolation()
@@ -420,6 +476,9 @@ class BuildahBackend(ImageBackend):
             raise RuntimeError("buildah backend: run() before start()")
         if user is None and become is not None and become.enabled:
             user = become.user or "root"  # a step's become: that user inside the container
+        if self.steps is not None:
+            wrapped = self.steps.argv(argv, env=env, workdir=workdir, user=user, mounts=mounts)
+            return process.run(wrapped, output=output, check=check, capture=capture, display=argv, stdin=stdin)
         args = ["run", f"--isolation={self.isolation}"]
         for key, value in (env or {}).items():
             args.append(f"--env={key}={value}")
@@ -451,7 +510,16 @@ class BuildahBackend(ImageBackend):
         # `buildah add` writes into the container's root as root: become changes nothing here.
         # It extracts a local tar archive keeping its members' owners: its --chown does not
         # reach what an archive holds, so the owner is applied afterwards
-        if self.remote is None:
+        if self.steps is not None:  # the container is mounted here: written in place, confined
+            try:
+                inroot.extract(str(archive), self.steps.root, dest, chown=True)
+            except inroot.PathError as exc:
+                raise StepFailed(f"cannot write under {dest}: {exc.message}", argv=["tar", "-x", "-C", dest]) \
+                    from None
+            except OSError as exc:
+                raise StepFailed(f"cannot write under {dest}: {exc.strerror} ({exc.filename})",
+                                 argv=["tar", "-x", "-C", dest]) from None
+        elif self.remote is None:
             self.buildah("add", "--", self.container or "", str(archive), dest)
         else:
             remote = self.remote.upload(archive, "archive.tar")
@@ -495,11 +563,13 @@ class BuildahBackend(ImageBackend):
         self.container = None
         image_id = out.output.strip().splitlines()[-1]
         usage.touch([key], image=image_id, **{k: v for k, v in meta.items() if k in ("target", "step")})
-        self.start(image_id)
+        self.start(image_id, bare=True)
         return image_id
 
     def merges_last_step(self) -> bool:
-        return not self.config_args()
+        """Always: the configuration is set on the last step's container and committed once; a
+        container later started from that layer is set back to the base's configuration."""
+        return True
 
     def finish(self, key: str, meta: Mapping[str, str], also: Sequence[str] = ()) -> str:
         assert self.container is not None

@@ -24,6 +24,8 @@ from typing import Any, Callable, Optional
 from shlax_core import dirs
 
 TMP_PREFIX = "shlax-buildah-"
+#: the helper a step shlax runs itself starts with (:mod:`shlax_buildah.enter`)
+_ENTER = b"/shlax_buildah/enter.py"
 
 
 def _folder() -> Path:
@@ -91,7 +93,9 @@ class Claim:
 
 def _users(container: str) -> list[int]:
     """Processes of a ``buildah`` command naming ``container`` (a ``buildah run`` a killed shlax
-    left running: it holds the container, and its step runs in its process group)."""
+    left running: it holds the container, and its step runs in its process group), and of a step
+    shlax ran itself in that container (``unshare ... enter.py SPEC CONTAINER``, the step in its
+    process group)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -100,7 +104,9 @@ def _users(container: str) -> list[int]:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and os.path.basename(argv[0]) == b"buildah" and container.encode() in argv:
+        if container.encode() not in argv:
+            continue
+        if os.path.basename(argv[0]) == b"buildah" or any(a.endswith(_ENTER) for a in argv):
             pids.append(int(entry))
     return pids
 

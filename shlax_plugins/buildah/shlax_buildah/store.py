@@ -14,8 +14,10 @@ separate image stores. Anything else returns None and the caller asks buildah.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -123,3 +125,21 @@ def root_of(argv0: list[str]) -> tuple[bool, Optional[str]]:
         else:
             return False, None
     return True, root
+
+
+def image_config(root: Optional[str], image_id: str) -> Optional[dict[str, Any]]:
+    """The run configuration (``Env``, ``Cmd``, ``WorkingDir``, ``User``, ``Labels``...) of a local
+    image, read from the store (containers/storage keeps the image's config blob under the key
+    ``sha256:<image ID>``), or None when it cannot be read that way (the caller asks buildah)."""
+    where = _location(root) if re.fullmatch(r"[0-9a-f]{64}", image_id) else None
+    if where is None:
+        return None
+    key = "=" + base64.b64encode(f"sha256:{image_id}".encode()).decode()
+    try:
+        data = json.loads((Path(f"{where}-images") / image_id / key).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    config = data.get("config") or {}
+    return config if isinstance(config, dict) else None

@@ -6,7 +6,8 @@ XDG_RUNTIME_DIR of its own under /var/tmp, so its image store (``~/.local/share/
 storage``) and download caches (``~/.cache``) are fresh; :meth:`Rootless.destroy` removes them
 whole. It runs this checkout's shlax with a Python it may execute (the venv's, or the system's of
 the same version with the venv's site-packages on PYTHONPATH, when the venv's interpreter lives
-where the user cannot read), from folders it owns (``runuser -u USER -- env -i ...``).
+where the user cannot read; a checkout or site-packages it cannot read is copied into its
+folder), from folders it owns (``runuser -u USER -- env -i ...``).
 """
 
 from __future__ import annotations
@@ -114,22 +115,27 @@ class Rootless:
         return self.run("buildah", "unshare", "--", "sh", "-c", script, "sh", image, path).stdout.strip()
 
 
-def _python_for(user: str) -> tuple[list[str], str]:
-    """An interpreter ``user`` can run with this checkout's shlax and the venv's packages."""
-    paths = [str(ROOT), *site.getsitepackages(), sysconfig.get_paths()["purelib"]]
-    pythonpath = os.pathsep.join(dict.fromkeys(paths))
-    ok = subprocess.run(["runuser", "-u", user, "--", sys.executable, "-c", "pass"], capture_output=True)
-    if ok.returncode == 0:
-        return [sys.executable], pythonpath
-    system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
-    assert os.access(system, os.X_OK), (f"{user} cannot run {sys.executable} and there is no {system}: make the "
-                                        "virtualenv with a Python every user can read")
-    return [system], pythonpath
+def _readable(user: str, path: str) -> bool:
+    return subprocess.run(["runuser", "-u", user, "--", "test", "-r", path, "-a", "-x", path],
+                          capture_output=True).returncode == 0
 
 
-def _python_for(user: str) -> tuple[list[str], str]:
-    """An interpreter ``user`` can run with this checkout's shlax and the venv's packages."""
-    paths = [str(ROOT), *site.getsitepackages(), sysconfig.get_paths()["purelib"]]
+def _python_for(user: str, base: Path) -> tuple[list[str], str]:
+    """An interpreter ``user`` can run with this checkout's shlax and the venv's packages:
+    ``(argv, PYTHONPATH)``. What the user cannot read where it is (a checkout or venv under
+    /root, which only root may enter) is copied into ``base``, which the user will own."""
+    sources = [(str(ROOT / "shlax_core"), "checkout")]
+    sources += [(p, f"site-{i}") for i, p in enumerate(dict.fromkeys(
+        [*site.getsitepackages(), sysconfig.get_paths()["purelib"]])) if os.path.isdir(p)]
+    paths = []
+    for path, name in sources:
+        if _readable(user, path):
+            paths.append(os.path.dirname(path) if name == "checkout" else path)
+            continue
+        copy = base / "python" / name
+        target = copy / "shlax_core" if name == "checkout" else copy
+        shutil.copytree(path, target, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        paths.append(str(copy))
     pythonpath = os.pathsep.join(dict.fromkeys(paths))
     ok = subprocess.run(["runuser", "-u", user, "--", sys.executable, "-c", "pass"], capture_output=True)
     if ok.returncode == 0:
@@ -149,7 +155,7 @@ def make(user: str = USER, driver: Optional[str] = None) -> Rootless:
         raise RuntimeError(f"no user {user!r}: run ./dev setup (.ci/setup.d/50-rootless-user.sh makes it)") from None
     base = Path(tempfile.mkdtemp(prefix="shlax-rootless-", dir="/var/tmp"))
     base.chmod(0o755)
-    python, pythonpath = _python_for(user)
+    python, pythonpath = _python_for(user, base)
     r = Rootless(user, entry.pw_uid, entry.pw_gid, base, python, pythonpath)
     for sub in ("home", "run", "work"):
         (base / sub).mkdir()

@@ -4,7 +4,7 @@ An image backend may need the whole run inside something only a wrapper command 
 non-root user's buildah store is mounted and written in the user namespace of ``buildah
 unshare`` (uid 0 there is the user, the image's other ids come from /etc/subuid). The run then
 starts again under that prefix (:meth:`ImageBackend.run_under`) and builds exactly as root does:
-same engine, same layers, same cleanup. This process stays as a thin parent:
+same code path, same layers, same cleanup. This process stays as a thin parent:
 
 - it starts the inner run in a process group of its own, so the terminal's Ctrl-C reaches this
   process only, not the wrapper (``buildah unshare`` exits at once on SIGINT or SIGTERM, without

@@ -3,8 +3,9 @@
 A non-root user's buildah keeps its own image store (``~/.local/share/containers/storage``, the
 driver its storage.conf names: overlay where the kernel allows it unprivileged, else vfs) and
 maps the image's ids to the user's subordinate range from /etc/subuid and /etc/subgid. Mounting a
-container's root (what shlax's own step engine, :mod:`shlax_buildah.chroot`, and its copies
-need) works only inside that namespace, so the whole run starts again under ``buildah unshare``
+container's root (what root's code path needs: mount points removed before a commit, owners set
+through the mounted root) works only inside that namespace, so the whole run starts again under
+``buildah unshare``
 (:meth:`BuildahBackend.run_under`, :mod:`shlax_core.reexec`). There the user is uid 0 and
 every step, copy, commit and cleanup is root's code path; the host download caches are the
 user's (``~/.cache``: XDG), as the home folder is kept.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import buildah
+from conftest import buildah, events
 from fixtures_registry import registry, registry_busybox, token_registry  # noqa: F401
 from shlax_registry import credentials
 from shlax_registry.auth import buildah_args
@@ -344,3 +344,33 @@ steps = [{{ run = ["sh", "-c", "echo {nonce} > /one"] }}]
         assert ("refresh_token", "containers/image") in token_registry.tokens.posts[posts:] or secret[0] != "<token>"
     finally:
         buildah("rmi", f"{image}:latest", check=False)
+
+
+def test_a_helper_runs_once_per_registry_and_run(shlax, home, make_helper, token_registry, registry_busybox,
+                                                 tmp_path, nonce):
+    """--cache-to pushes every layer with buildah, and asks the registry's API: the helper is
+    asked once for shlax's client and once for buildah, not once per layer."""
+    helper = make_helper("shlaxcount", {token_registry.host: ["alice", "alice-pw"]})
+    write_json(home / ".docker" / "config.json", {"credsStore": "shlaxcount"})
+    recipe = tmp_path / "shlax.toml"
+    recipe.write_text(f"""
+[targets.app]
+base = "{registry_busybox}"
+image = "localhost/shlax-test-helper-count-{nonce}"
+steps = [
+  {{ run = ["sh", "-c", "echo {nonce} > /one"] }},
+  {{ run = ["sh", "-c", "echo two > /two"] }},
+  {{ run = ["sh", "-c", "echo three > /three"] }},
+]
+""")
+    cache = f"{token_registry.host}/shlax-test/helper-count-{nonce}"
+    proc = shlax("run", str(recipe), "--json", "--cache-to", cache, "--no-tls-verify", env={"HOME": str(home)})
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert not [e for e in events(proc.stdout) if e["event"] == "warning"], proc.stdout
+        layers = token_registry.registry.root / "docker/registry/v2/repositories/shlax-test" / \
+            f"helper-count-{nonce}" / "_manifests/tags"
+        assert len(list(layers.iterdir())) >= 3
+        assert helper.asked() == [token_registry.host, token_registry.host]
+    finally:
+        buildah("rmi", f"localhost/shlax-test-helper-count-{nonce}:latest", check=False)

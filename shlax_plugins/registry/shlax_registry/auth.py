@@ -31,9 +31,13 @@ def credentials(host: str, repo: Optional[str] = None) -> Optional[Credentials]:
 
 
 @contextlib.contextmanager
-def buildah_args(host: str, transport: Optional[Any] = None, repo: Optional[str] = None) -> Iterator[list[str]]:
+def buildah_args(host: str, transport: Optional[Any] = None, repo: Optional[str] = None,
+                 memo: Optional[dict[Any, Optional[Credentials]]] = None) -> Iterator[list[str]]:
     """``--authfile FILE`` holding the credentials found for ``host`` (``repo``); nothing when
     there are none (anonymous).
+
+    ``memo`` (a run's own dict) keeps what was found, so a credential helper runs once per
+    registry and run, not once per layer pushed.
 
     ``transport`` is the remote builder's (``shlax_buildah.remote.SSHTransport``) when buildah
     runs there: only the environment's credentials go there (see the module's docstring), the
@@ -41,6 +45,10 @@ def buildah_args(host: str, transport: Optional[Any] = None, repo: Optional[str]
     if transport is not None:
         user, password = os.environ.get(ENV_USER), os.environ.get(ENV_PASSWORD)
         found = Credentials(user, password, f"${ENV_USER}") if user and password is not None else None
+    elif memo is not None:
+        if (host, repo) not in memo:
+            memo[(host, repo)] = lookup(host, repo)
+        found = memo[(host, repo)]
     else:
         found = lookup(host, repo)
     if found is None:

@@ -232,6 +232,18 @@ class ImageBackend(Backend):
         unexpected."""
         return False
 
+    @classmethod
+    def run_under(cls, params: Any) -> Optional[list[str]]:
+        """A command the whole run must happen under for this target to build here, or None.
+
+        Asked before anything runs (not by a plan). A rootless image store can only be mounted
+        and written inside the user namespace its tool sets up (``buildah unshare``): rather than
+        a second, slower way of building for non-root users, the run starts again under that
+        command (see :mod:`shlax_core.reexec`) and builds exactly as root does. The prefix gets
+        ``python -m shlax_core ARGS`` appended. Raise a :class:`~shlax_core.errors.ShlaxError`
+        when the host cannot give what the backend needs (it says what to set up)."""
+        return None
+
     def merges_last_step(self) -> bool:
         """True when the final image can be the last step's own commit (the image configuration
         set on it before committing): the runner then commits once instead of twice. A backend

@@ -69,7 +69,8 @@ def _run(recipe_file: Optional[str], targets: tuple[str, ...], plan: bool, json_
         code = runner.run(targets, plan=plan, jobs=jobs, fail_fast=fail_fast)
     finally:
         session.reporter.close()
-        _timeline_out(session, recipe, timings, trace, json_mode, plan)
+        if not runner.delegated:  # else the inner run wrote them
+            _timeline_out(session, recipe, timings, trace, json_mode, plan)
     if code == ShlaxError.exit_code and runner.user_errors:  # exit 2 always says why on stderr
         click.echo(f"shlax: error: {runner.user_errors[0]}", err=True)
     sys.exit(code)

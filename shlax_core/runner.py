@@ -77,6 +77,9 @@ class Runner(HostRuns):
         self.user_errors: list[ShlaxError] = []
         self.binder = Binder(recipe, session)
         self._cli_vars: dict[str, Any] = {}
+        #: the run happened in another process started under a backend's command (see
+        #: :mod:`shlax_core.reexec`): it reported everything, timings and trace included
+        self.delegated = False
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self, names: tuple[str, ...] | list[str] = (), *, plan: bool = False, jobs: int = 10,
@@ -84,7 +87,15 @@ class Runner(HostRuns):
         """Returns the exit code: 0 all succeeded, 1 a step or host failed, 2 a user error surfaced
         while running (see ``user_errors``), 130 interrupted."""
         resolved = resolve(self.recipe, names, self.session)  # every user error surfaces here
-        from shlax_core import fastpath
+        from shlax_core import fastpath, reexec
+
+        if reexec.inside():
+            reexec.announce()
+        elif not plan:
+            prefix = self._run_under(resolved)
+            if prefix is not None:  # the whole run happens again under it (a rootless image store)
+                self.delegated = True
+                return reexec.run_under(prefix)
 
         opts = self.session.options
         self._cli_vars = parse_cli(opts.get("vars"))
@@ -133,6 +144,18 @@ class Runner(HostRuns):
         self.reporter.emit("run_end", status=status, elapsed=time.monotonic() - started,
                            recap=[vars(x) for x in self.results], recap_lines=self._recap_lines())
         return code
+
+    def _run_under(self, resolved: list[Resolved]) -> Optional[list[str]]:
+        """The command an image backend needs the whole run under (the first that asks)."""
+        for r in resolved:
+            if issubclass(r.backend_cls, ImageBackend):
+                try:
+                    prefix = r.backend_cls.run_under(r.backend_params)
+                except ShlaxError as exc:
+                    raise place(exc, self.recipe.locate, f"targets.{r.target.name}") from None
+                if prefix is not None:
+                    return prefix
+        return None
 
     def _expand(self, r: Resolved) -> list[tuple[str, Any]]:
         """A host target's machines; an inventory mistake names its file:line (see ``place``)."""

@@ -127,7 +127,14 @@ class TokenServer:
     optional Basic credentials answers a JWT (RS256, its certificate in the ``x5c`` header) that
     the real docker-registry checks against the certificate in its ``rootcertbundle``, with the
     actions each user may have. A wrong password is a 401; no credentials give anonymous access
-    (here: nothing). Every token issued is recorded in :attr:`issued`."""
+    (here: nothing). Every token issued is recorded in :attr:`issued`.
+
+    The OAuth2 form of the protocol too: ``POST`` to the realm with
+    ``grant_type=refresh_token&refresh_token=...&service=...&scope=...&client_id=...`` (form
+    data) trades an identity token (:attr:`refresh_tokens`, what ``docker login`` keeps for
+    registries that give one, or a credential helper's ``<token>`` user) for an access token;
+    an unknown refresh token, or a request without ``client_id``, is a 401/400. Requests are
+    recorded in :attr:`posts` as (grant_type, client_id)."""
 
     dir: Path
     service: str = "shlax-test-registry"
@@ -136,6 +143,8 @@ class TokenServer:
         "alice": ("alice-pw", ("pull", "push")), "bob": ("bob-pw", ("pull",))})
     ttl: int = 300
     issued: list[tuple[str, list[str]]] = field(default_factory=list)
+    refresh_tokens: dict[str, str] = field(default_factory=lambda: {"alice-identity-token": "alice"})
+    posts: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.key, self.cert = self.dir / "token.key", self.dir / "token.crt"
@@ -152,7 +161,27 @@ class TokenServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
-                code, answer = owner.answer(self.path, self.headers.get("Authorization", ""))
+                self.reply(*owner.answer(self.path, self.headers.get("Authorization", "")))
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.reply(*owner.oauth(self.body().decode(), self.headers.get("Content-Type", "")))
+
+            def body(self) -> bytes:
+                """The request body, by Content-Length or chunked (Go's clients, buildah's
+                among them, send a form of unknown length chunked)."""
+                if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                parts = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return b"".join(parts)
+                    parts.append(self.rfile.read(size))
+                    self.rfile.readline()
+
+            def reply(self, code: int, answer: dict[str, Any]) -> None:
                 data = json.dumps(answer).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -185,6 +214,32 @@ class TokenServer:
                 return 401, {"details": "incorrect username or password"}
             allowed = known[1]
         scopes = [s for value in query.get("scope", []) for s in value.split(" ") if s]
+        return 200, self.issue(user, allowed, scopes)
+
+    def oauth(self, form: str, content_type: str) -> tuple[int, dict[str, Any]]:
+        """The OAuth2 POST: a refresh token (identity token) for an access token."""
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            return 400, {"error": "unsupported_request"}
+        fields = urllib.parse.parse_qs(form)
+        grant = fields.get("grant_type", [""])[0]
+        client = fields.get("client_id", [""])[0]
+        self.posts.append((grant, client))
+        if fields.get("service", [""])[0] != self.service:
+            return 400, {"error": "invalid_request", "details": "unknown service"}
+        if not client:
+            return 400, {"error": "invalid_request", "details": "missing client_id"}
+        if grant != "refresh_token":
+            return 400, {"error": "unsupported_grant_type"}
+        user = self.refresh_tokens.get(fields.get("refresh_token", [""])[0])
+        if user is None:
+            return 401, {"error": "invalid_grant", "details": "unknown refresh token"}
+        scopes = [s for value in fields.get("scope", []) for s in value.split(" ") if s]
+        answer = self.issue(user, self.users[user][1], scopes)
+        answer.pop("token")
+        return 200, answer
+
+    def issue(self, user: str, allowed: tuple[str, ...], scopes: list[str]) -> dict[str, Any]:
+        """A signed JWT granting ``user`` what ``allowed`` permits of ``scopes``."""
         access = []
         for scope in scopes:
             kind, _, rest = scope.partition(":")
@@ -201,8 +256,8 @@ class TokenServer:
                                    check=True, capture_output=True).stdout
         self.issued.append((user, scopes))
         token = f"{signing}.{_b64url(signature)}"
-        return 200, {"token": token, "access_token": token, "expires_in": self.ttl,
-                     "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+        return {"token": token, "access_token": token, "expires_in": self.ttl,
+                "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
 
 
 @dataclass

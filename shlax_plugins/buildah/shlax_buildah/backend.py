@@ -187,6 +187,22 @@ class BuildahBackend(ImageBackend):
         self.steps: Optional[chroot.StepRoot] = None
         self._base_config: Optional[dict[str, Any]] = None
 
+    @classmethod
+    def run_under(cls, params: BuildahParams) -> Optional[list[str]]:
+        """A non-root user builds inside ``buildah unshare`` (see :mod:`shlax_buildah.rootless`);
+        root, a run already inside, and a remote builder need nothing."""
+        from shlax_buildah import rootless
+
+        if params.builder is not None or not rootless.needed():
+            return None
+        error = rootless.problem()
+        if error is not None:
+            raise error
+        exe = shutil.which("buildah")
+        if exe is None:
+            raise ShlaxError("buildah is not installed", hint="apt-get install buildah (Debian/Ubuntu)")
+        return rootless.command(exe)
+
     # -- names ---------------------------------------------------------------------------------
     def names(self) -> list[str]:
         repo, tag = _split_tag(self.params.image or f"localhost/{self.target.name}")

@@ -166,6 +166,11 @@ def shlax_base_image(spec: str, backend: "BuildahBackend") -> Optional[str]:
     backend.base_guards = guards
     if backend.plan or backend.buildah.image_id(name):
         return name  # a plan builds nothing: the backend reports a missing base as "will build"
+    from shlax_buildah import rootless
+
+    if rootless.active():
+        raise ShlaxError(f"base {spec!r} ({name}) is not in this user's image store, and a rootless build "
+                         "cannot make it", where=backend.target.where_of("base"), hint=rootless.base_hint(spec, name))
     if shutil.which("debootstrap") is None:
         raise ShlaxError(f"base {spec!r} needs debootstrap, which is not installed",
                          where=backend.target.where_of("base"), hint="apt-get install debootstrap")

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO, Callable, Optional, Union
 
 from shlax_core.errors import ShlaxError
 
-from shlax_registry import answers, auth
+from shlax_registry import answers, auth, credentials
 from shlax_registry.errors import RegistryError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -57,6 +57,9 @@ ENV_TIMEOUT = "SHLAX_REGISTRY_TIMEOUT"
 DEFAULT_TIMEOUT = 30.0
 #: what a token is worth when the token service does not say (the Docker token protocol's default)
 TOKEN_SECONDS = 60
+#: the OAuth2 client id sent with an identity (refresh) token, as the token protocol asks for one
+CLIENT_ID = "shlax"
+_UNSET = object()
 
 
 def default_timeout() -> float:
@@ -94,6 +97,9 @@ class Registry:
     def __init__(self, host: str, *, tls_verify: bool = True, timeout: Optional[float] = None,
                  clock: Callable[[], float] = time.monotonic):
         self.host = host
+        #: where the API answers: Docker Hub's names all lead to registry-1.docker.io (as
+        #: containers/image and Docker send them); any other host answers itself
+        self.endpoint = "registry-1.docker.io" if credentials.normalize(host) == "docker.io" else host
         self.tls_verify = tls_verify
         self.timeout = timeout if timeout is not None else default_timeout()
         self._clock = clock                                   # token lifetimes (a test moves it)
@@ -102,6 +108,7 @@ class Registry:
         self._bearer: Optional[tuple[str, str]] = None        # (realm, service) of the last challenge
         self._basic: Optional[str] = None
         self._built: Optional[urllib.request.OpenerDirector] = None
+        self._found: Any = _UNSET                             # the credentials, looked up once
 
     @property
     def _opener(self) -> urllib.request.OpenerDirector:
@@ -127,7 +134,7 @@ class Registry:
     def _url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
             return path
-        return f"{self._scheme or 'https'}://{self.host}{path}"
+        return f"{self._scheme or 'https'}://{self.endpoint}{path}"
 
     def scheme(self) -> str:
         """https, or http when TLS verification is off and the registry speaks plain HTTP."""
@@ -208,14 +215,14 @@ class Registry:
         except (RegistryError, AttributeError, ValueError):
             pass  # an error body we cannot read: the status says enough
         if code == 401:
-            creds = auth.credentials(self.host)
+            creds = self._credentials()
             challenge = exc.headers.get("WWW-Authenticate", "")
             if creds is None:
                 message = f"{self.host} requires credentials for {where}"
             elif "insufficient_scope" in challenge:
-                message = f"{self.host}: the credentials of user {creds[0]!r} do not allow {where}"
+                message = f"{self.host}: the credentials of {_whose(creds)} do not allow {where}"
             else:
-                message = f"{self.host} refused the credentials of user {creds[0]!r} for {where}"
+                message = f"{self.host} refused the credentials of {_whose(creds)} for {where}"
         elif code == 403:
             message = f"{self.host} denied {where}"
         else:
@@ -269,6 +276,13 @@ class Registry:
         return resp, raw, answers.parse(raw, shape, f"{what} from {self.host}")
 
     # -- authentication ------------------------------------------------------------------------
+    def _credentials(self) -> Optional[auth.Credentials]:
+        """Looked up once per client (a credential helper runs once per registry and run, not
+        once per request); see :mod:`shlax_registry.credentials` for where from."""
+        if self._found is _UNSET:
+            self._found = auth.credentials(self.host)
+        return self._found
+
     def _authorization(self, scope: Optional[str]) -> Optional[str]:
         key = scope or ""
         found = self._tokens.get(key) or self._tokens.get("")
@@ -288,11 +302,11 @@ class Registry:
         """Answer a 401: fetch a token (Bearer) or send credentials (Basic). False: we cannot
         (no challenge, an unknown scheme, no credentials for Basic)."""
         kind, _, params = header.strip().partition(" ")
-        creds = auth.credentials(self.host)
+        creds = self._credentials()
         if kind.lower() == "basic":
-            if creds is None or self._basic:
-                return False  # refused: _refused says whose credentials
-            self._basic = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+            if creds is None or creds.identity_token or self._basic:
+                return False  # refused: _refused says whose credentials (a token is no password)
+            self._basic = "Basic " + base64.b64encode(f"{creds.user}:{creds.secret}".encode()).decode()
             return True
         if kind.lower() != "bearer":
             return False
@@ -307,22 +321,36 @@ class Registry:
 
     def _fetch_token(self, key: str, wanted: Optional[str]) -> None:
         """A token for ``wanted`` (space-separated scopes) from the token service of the last
-        challenge, with our credentials if we have any; kept under ``key``."""
+        challenge, with our credentials if we have any; kept under ``key``.
+
+        A password goes as Basic authentication on a GET; an identity token (Docker's OAuth2
+        refresh token, from ``docker login`` to a registry that gives one, or a credential
+        helper's ``<token>`` user) is traded in a POST, ``grant_type=refresh_token``: the token
+        protocol's OAuth2 form, the one way a refresh token is accepted."""
         assert self._bearer is not None
         realm, service = self._bearer
         service_host = urllib.parse.urlsplit(realm).netloc
-        query = [("service", service)] + [("scope", s) for s in (wanted or "").split()]
-        req = urllib.request.Request(realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query))
-        creds = auth.credentials(self.host)
-        if creds:
-            req.add_header("Authorization", "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode())
+        scopes = (wanted or "").split()
+        creds = self._credentials()
+        if creds is not None and creds.identity_token:
+            form = urllib.parse.urlencode([("grant_type", "refresh_token"), ("service", service),
+                                           ("client_id", CLIENT_ID), ("refresh_token", creds.secret),
+                                           ("scope", " ".join(scopes))]).encode()
+            req = urllib.request.Request(realm, data=form, method="POST",
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        else:
+            query = [("service", service)] + [("scope", s) for s in scopes]
+            req = urllib.request.Request(realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query))
+            if creds is not None:
+                req.add_header("Authorization",
+                               "Basic " + base64.b64encode(f"{creds.user}:{creds.secret}".encode()).decode())
         who = f"the token service {service_host} of {self.host}"
         try:
             resp = self._opener.open(req, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code in (401, 403):
-                whose = f"the credentials of user {creds[0]!r}" if creds else "anonymous access (no credentials)"
+                whose = f"the credentials of {_whose(creds)}" if creds else "anonymous access (no credentials)"
                 raise RegistryError(f"{who} refused {whose} (HTTP {exc.code})", status=401) from None
             raise RegistryError(f"{who} answered HTTP {exc.code}", status=exc.code) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
@@ -518,3 +546,11 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, http.client.IncompleteRead):
         return f"{len(exc.partial)} bytes, then the connection closed"
     return str(exc) or type(exc).__name__
+
+
+def _whose(creds: auth.Credentials) -> str:
+    """Who the credentials are, for messages: the user, or the identity token's source (never
+    the secret)."""
+    if creds.identity_token:
+        return f"the identity token of {creds.source}" if creds.source else "an identity token"
+    return f"user {creds.user!r}"

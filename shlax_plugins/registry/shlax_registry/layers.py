@@ -49,7 +49,7 @@ def _transport(backend: Any) -> Any:
 
 def _creds(backend: Any, ref: refs.Ref) -> Any:
     """``--authfile`` arguments for buildah, written where buildah runs (see :mod:`auth`)."""
-    return auth.buildah_args(ref.host, _transport(backend))
+    return auth.buildah_args(ref.host, _transport(backend), ref.repo, state(backend.session).credentials)
 
 
 #: print the digest buildah wrote to $1, if it did

@@ -58,6 +58,8 @@ class RunState:
         self.clients: dict[tuple[str, bool], "Registry"] = {}
         self.down: dict[str, str] = {}
         self.pushed: set[tuple[str, str]] = set()
+        #: credentials found per (host, repository), for buildah (see auth.buildah_args)
+        self.credentials: dict[Any, Any] = {}
 
     def client(self, host: str, tls_verify: bool) -> "Registry":
         key = (host, tls_verify)

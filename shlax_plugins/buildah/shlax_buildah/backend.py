@@ -5,10 +5,10 @@ a lookup of every key of a target is one ``buildah images --json`` call. After e
 working container is re-created from the new layer, so every layer holds only its own step's
 changes (as ``buildah bud --layers`` does) and a rebuild can start from any of them.
 
-A local root build with chroot isolation runs its steps itself in the mounted container
+A local build with chroot isolation (as root, or rootless inside ``buildah unshare``) runs its steps itself in the mounted container
 (:mod:`shlax_buildah.chroot`) and writes copies straight into it: per step, buildah is asked only
 to commit and to re-create the container (``from`` + ``mount``). Anywhere else (a remote builder,
-rootless, ``isolation = "oci"``) steps go through ``buildah run`` and ``buildah add``. The final
+``isolation = "oci"``) steps go through ``buildah run`` and ``buildah add``. The final
 image is the last step's commit with the target's configuration set on it (see
 :mod:`shlax_buildah.runconfig`).
 """

@@ -71,11 +71,15 @@ for path in sys.argv[1:]:
 # run for the venv's interpreter the way `pip --python` does), which is byte-compiled, where
 # ensurepip runs pip from inside its wheel and so compiles all of pip in memory first. The venv
 # is the same file for file. With argv[2], the path of uv (image steps), uv installs those wheels
-# instead (same files, but uv's name in INSTALLER). Exits 3 before touching anything when
-# neither applies (the caller then runs `-m venv`).
+# instead (same files, but uv's name in INSTALLER). argv[3] == "no-compile" (host steps) installs
+# them without byte-compiling them (the venv's pip is not what shlax runs next: Python compiles
+# it on its first use) and prints the system pip's runner, which installs the step's packages
+# into the venv as `pip --python` does. Exits 3 before touching anything when neither pip nor uv
+# applies (the caller then runs `-m venv`).
 _SEED_VENV = r"""
 import os, subprocess, sys, venv
 uv = sys.argv[2] if len(sys.argv) > 2 else ""
+compile = not (len(sys.argv) > 3 and sys.argv[3] == "no-compile")
 try:
     import ensurepip
     wheels = {}
@@ -103,13 +107,15 @@ class Builder(venv.EnvBuilder):
                     "--no-index", "--compile-bytecode", "--quiet"]
         else:
             argv = [context.env_exec_cmd, "-W", "ignore::DeprecationWarning", runner, "install", "--no-cache-dir",
-                    "--no-index", "--upgrade", "--disable-pip-version-check"]
+                    "--no-index", "--upgrade", "--disable-pip-version-check", *([] if compile else ["--no-compile"])]
         for folder in sorted({os.path.dirname(path) for _, path in wheels.values()}):
             argv += ["--find-links", folder]
         argv += [f"{name}=={version}" for name, (version, _) in sorted(wheels.items())]
         subprocess.run(argv, env=env, cwd=context.env_dir, check=True, stdout=sys.stderr)
 
 Builder(with_pip=True, symlinks=os.name != "nt").create(sys.argv[1])
+if not uv:
+    print("installing into it with the system pip: " + runner, flush=True)
 """
 # Are these requirements installed (name and version specifier)? Exit 0 when all are.
 _SATISFIED = r"""
@@ -279,21 +285,33 @@ class Pip(Action):
 
     def ensure_venv(self, ctx: StepContext) -> bool:
         """Create the venv when missing; True when it had to."""
+        return self.create_venv(ctx) is not None
+
+    def create_venv(self, ctx: StepContext, *, compile: bool = True) -> Optional[str]:
+        """Create the venv when missing. None when it was there; else the system pip's runner
+        when that pip seeded it (it can install into the venv for the venv's Python, as
+        ``pip --python`` does), or "" (seeded by uv or ensurepip). ``compile=False`` leaves the
+        seeded pip and setuptools to be byte-compiled on first use (host steps, docs/caches.md)."""
         if not self.params.venv or self.has_python(ctx):
-            return False
-        uv = [UV_TARGET] if self.uv(ctx) else []
-        result = ctx.run([self.params.python, "-c", _SEED_VENV, self.params.venv, *uv], check=False, capture=True)
+            return None
+        uv = UV_TARGET if self.uv(ctx) else ""
+        argv = [self.params.python, "-c", _SEED_VENV, self.params.venv, uv, "compile" if compile else "no-compile"]
+        result = ctx.run(argv, check=False, capture=True)
         if result.returncode == 3:  # no byte-compiled pip to seed it with: ensurepip's way
             result = ctx.run([self.params.python, "-m", "venv", self.params.venv], check=False, capture=True)
         if not result.ok:
             why = "install python3-venv first (apt)" if re.search(r"ensurepip|venv", result.output) else "see its output"
             raise _failed(f"could not create the virtualenv {self.params.venv}: {why}", result)
-        return True
+        found = re.search(r"^installing into it with the system pip: (/\S+)$", result.output, re.M)
+        return found.group(1) if found else ""
 
-    def pip(self, ctx: StepContext, *args: str, mounts: Sequence[Mount] = (), check: bool = True) -> Exec:
-        """Run pip; unless ``check`` is off, a failure raises StepFailed with what it means."""
+    def pip(self, ctx: StepContext, *args: str, mounts: Sequence[Mount] = (), check: bool = True,
+            runner: str = "") -> Exec:
+        """Run pip (the system pip's ``runner`` for the venv's Python when given, else the
+        Python's own); unless ``check`` is off, a failure raises StepFailed with what it means."""
         env = {"PIP_BREAK_SYSTEM_PACKAGES": "1"} if self.params.system else {}
-        result = ctx.run([self.python, "-m", "pip", *args], env=env, check=False, capture=True, mounts=mounts)
+        argv = [self.python, runner] if runner else [self.python, "-m", "pip"]
+        result = ctx.run([*argv, *args], env=env, check=False, capture=True, mounts=mounts)
         out = result.output
         if re.search(r"No module named pip\b", out):
             raise _failed(f"{self.python} has no pip: install python3-pip (apt) or use a venv", result)
@@ -331,10 +349,13 @@ class Pip(Action):
 
     # -- doing it -----------------------------------------------------------------------------
     def apply(self, ctx: StepContext) -> Optional[bool]:
-        created = self.ensure_venv(ctx)
         if not ctx.is_image:
-            result = self.pip(ctx, "install", *(["--no-index"] if ctx.offline else []), *self.targets())
-            return created or "Successfully installed" in result.output
+            # a venv made here: its pip is not byte-compiled yet, the system's pip installs into it
+            runner = self.create_venv(ctx, compile=False)
+            result = self.pip(ctx, "install", *(["--no-index"] if ctx.offline else []), *self.targets(),
+                              runner=runner or "")
+            return runner is not None or "Successfully installed" in result.output
+        self.ensure_venv(ctx)
         if ctx.offline or (self.params.prefer_offline and not self.surely_missing()):
             if self.from_wheels(ctx, self.targets(), must=ctx.offline):
                 return True

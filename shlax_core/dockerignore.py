@@ -39,6 +39,8 @@ class Rule:
     text: str
     reinclude: bool
     match: Callable[[str], bool]
+    #: the cleaned pattern's names (``a/*/b`` -> ``["a", "*", "b"]``)
+    words: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return self.text
@@ -167,7 +169,7 @@ def parse(text: str) -> list[Rule]:
         pattern = _clean(pattern)
         if len(pattern) > 1 and pattern.startswith("/"):
             pattern = pattern[1:]
-        rules.append(Rule(number, raw.strip(), reinclude, _matcher(pattern, number)))
+        rules.append(Rule(number, raw.strip(), reinclude, _matcher(pattern, number), tuple(pattern.split("/"))))
     return rules
 
 
@@ -180,7 +182,6 @@ class DockerIgnore:
 
     def __init__(self, rules: Sequence[Rule]):
         self.rules = list(rules)
-        self.reincludes = any(r.reinclude for r in self.rules)
 
     def state(self, rel: str) -> tuple[bool, ...]:
         """The carried state of the directory ``rel`` ("" for the root), its parents included."""
@@ -209,18 +210,16 @@ class DockerIgnore:
 
     def may_reinclude_below(self, rel: str) -> bool:
         """Could a ``!`` rule keep something under the excluded directory ``rel``? Only then is
-        it walked into (Docker does the same); a guess that errs towards walking."""
-        if not self.reincludes:
-            return False
+        it walked into (Docker does the same). Without ``**``, a pattern of n names matches only
+        paths of n names (``*`` stops at ``/``): a rule may reach below ``rel`` only when it is
+        longer and its first names match ``rel``'s. With ``**``, it may."""
         parts = rel.split("/")
         for rule in self.rules:
             if not rule.reinclude:
                 continue
-            # a re-include whose text starts with the directory's path, or holds wildcards: walk
-            text = rule.text[1:].strip().lstrip("/")
-            if any(c in text for c in "*?[\\"):
+            words = rule.words
+            if any("**" in w for w in words):
                 return True
-            words = _clean(text).split("/")
-            if words[:len(parts)] == parts and len(words) > len(parts):
+            if len(words) > len(parts) and all(_matcher(w, rule.line)(p) for w, p in zip(words, parts)):
                 return True
         return False

@@ -65,7 +65,7 @@ class Ignores:
     patterns matched a parent; gitignore's need nothing: an ignored directory is never entered).
     """
 
-    def __init__(self, root: Path, exclude: Sequence[str], where: Optional[str] = None):
+    def __init__(self, root: Path, exclude: Sequence[str]):
         self.file = ignore_file(root)
         self.docker: Optional[dockerignore.DockerIgnore] = None
         file_lines: list[str] = []
@@ -228,11 +228,16 @@ def _emptied(src: str, key: str, match: str, rel_match: str, ignores: Ignores, w
     """A source whose files the ignores all left out: name the rules that did it."""
     reasons: dict[str, int] = {}
     prefix = "" if rel_match == "." else rel_match + "/"
-    with os.scandir(match) as it:
-        for entry in it:
-            why = ignores.why(prefix + entry.name, entry.is_dir(follow_symlinks=False))
+    seen = 0
+    for dirpath, _dirs, names in os.walk(match):
+        for name in names:
+            rel = prefix + os.path.relpath(os.path.join(dirpath, name), match)
+            why = ignores.why(rel, False)
             if why:
                 reasons[why] = reasons.get(why, 0) + 1
+            seen += 1
+        if seen >= 1000:  # enough to name the rules
+            break
     named = sorted(reasons, key=lambda r: -reasons[r])[:3]
     if ignores.docker is not None:
         rules = ("Docker's rules: a pattern is a path from the recipe's directory (no match at any depth "
@@ -262,7 +267,7 @@ def select(root: Path, sources: Sequence[str], exclude: Sequence[str], *,
     if watch is not None:
         for name in IGNORE_FILES:
             watch[str(root / name)] = signature(str(root / name))
-    ignores = Ignores(root, exclude, where=where)
+    ignores = Ignores(root, exclude)
     out = []
     for src in sources:
         if os.path.isabs(src):

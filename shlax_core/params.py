@@ -186,7 +186,10 @@ def build(cls: type, data: dict, *, path: str, locate: Callable[[str], Optional[
 def _build(cls: type, data: dict, *, path: str, locate: Callable[[str], Optional[str]], what: str) -> Any:
     known = fields(cls)
     types = hints(cls)
+    refused = getattr(cls, "refused", {})  # keys a recipe cannot take, with why and what instead
     for key in data:
+        if key in refused:
+            raise RecipeError(f"{path}.{key}: {refused[key]}", where=locate(f"{path}.{key}"))
         if key not in known:
             sugg = closest(key, known)
             hint = f"did you mean {' or '.join(repr(s) for s in sugg)}?" if sugg else (

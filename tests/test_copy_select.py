@@ -38,7 +38,9 @@ def test_exclude_and_shlaxignore(tree: Path) -> None:
 def test_a_file_named_outright_is_copied_even_if_ignored(tree: Path) -> None:
     (tree / ".shlaxignore").write_text("*.md\n")
     assert names(select(tree, ["README.md"], [])) == [["README.md"]]
-    assert names(select(tree, ["*.md"], [])) == []
+    # a glob whose every match is ignored copies nothing: an error that names the rule
+    with pytest.raises(RecipeError, match=r"copies no file.*\.shlaxignore:1 `\*\.md`"):
+        select(tree, ["*.md"], [])
 
 
 def test_glob(tree: Path) -> None:

@@ -29,7 +29,7 @@ class CopyParams:
     dest: str = doc("absolute path in the target; a directory when it ends with / or for several sources")
     mode: Optional[str] = doc('permission bits for copied files, octal, e.g. "0644"', None)
     owner: Optional[str] = doc('"user" or "user:group" owning the copied files', None)
-    exclude: list[str] = doc("gitignore-style patterns to leave out (added to .shlaxignore)", default_factory=list)
+    exclude: list[str] = doc("gitignore-style patterns to leave out, on top of the ignore file", default_factory=list)
 
     def validate(self) -> Optional[tuple[str, str]]:
         if not self.dest.startswith("/"):

@@ -209,7 +209,7 @@ class BuildahBackend(ImageBackend):
         return [f"{repo}:{tag}", *(f"{repo}:{t}" for t in self.params.tags if t != tag)]
 
     def config_data(self) -> Any:
-        return canonical(self.params.config)
+        return self.params.config.key_data(canonical(self.params.config))
 
     def log(self, line: str) -> None:
         self.session.reporter.output(line, target=self.target.name, host=self.label, index=0)
@@ -373,7 +373,11 @@ class BuildahBackend(ImageBackend):
         config = store.image_config(root, image) if usable else None
         if config is None:
             out = self.buildah("inspect", "--type", "image", "--", image)
-            config = (json.loads(out.output).get("OCIv1") or {}).get("config") or {}
+            data = json.loads(out.output)
+            config = (data.get("OCIv1") or {}).get("config") or {}
+            health = ((data.get("Docker") or {}).get("config") or {}).get("Healthcheck")
+            if health:  # only a Docker-format image has one
+                config = {**config, "Healthcheck": health}
         return config
 
     def _reset_config(self, image: str) -> None:
@@ -592,9 +596,14 @@ class BuildahBackend(ImageBackend):
         config = self.config_args()
         if config:
             self.buildah("config", *config, "--", self.container)
+        c: ImageConfig = self.params.config
+        if c.healthcheck is not None and c.image_format == "oci":
+            self.session.reporter.emit("warning", target=self.target.name, message=(
+                "HEALTHCHECK is not supported for OCI image format and will be ignored: the healthcheck of "
+                "config is left out of the image (leave config.format unset, or set it to \"docker\", to keep it)"))
         name = f"{CACHE_REPO}:{key}"
         self._drop_mountpoints()
-        out = self.buildah("commit", "--quiet", "--rm", "--", self.container, name)
+        out = self.buildah("commit", "--quiet", "--rm", f"--format={c.image_format}", "--", self.container, name)
         self.container = None
         image_id = out.output.strip().splitlines()[-1]
         if also:
@@ -620,6 +629,19 @@ class BuildahBackend(ImageBackend):
             args.append(f"--label={k}={v}")
         for port in c.ports:
             args.append(f"--port={port}")
+        if c.healthcheck is not None:
+            args += runconfig.healthcheck_args(c.healthcheck.argv, c.healthcheck.interval, c.healthcheck.timeout,
+                                               c.healthcheck.start_period, c.healthcheck.retries)
+        elif c.image_format == "docker":
+            # a Docker-format base's check, which step layers (OCI) do not carry up to here
+            inherited = runconfig.normal(self.base_config())["healthcheck"]
+            if inherited is not None:
+                args += runconfig.healthcheck_args(inherited["test"], inherited["Interval"], inherited["Timeout"],
+                                                   inherited["StartPeriod"], inherited["Retries"])
+        if c.stop_signal is not None:
+            args.append(f"--stop-signal={c.stop_signal}")
+        for volume in c.volumes:
+            args.append(f"--volume={volume}")
         return args
 
     def tag(self, image: str, extra: Sequence[str] = (), new: bool = False) -> None:

@@ -10,7 +10,8 @@ configuration, is then exactly what it would be had the layer been committed bar
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+import shlex
+from typing import Any, Mapping, Optional, Sequence, Union
 
 #: what ``buildah commit`` adds to every image it writes; not part of anyone's configuration
 IDENTITY_LABEL = "io.buildah.version"
@@ -24,9 +25,28 @@ def normal(config: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         k, _, v = str(item).partition("=")
         env[k] = v
     labels = {k: v for k, v in (c.get("Labels") or {}).items() if k != IDENTITY_LABEL}
+    health = c.get("Healthcheck") or None
+    if health is not None:
+        health = {"test": list(health.get("Test") or []),
+                  **{k: int(health.get(k) or 0) for k in ("Interval", "Timeout", "StartPeriod", "Retries")}}
     return {"env": env, "labels": labels, "ports": sorted(c.get("ExposedPorts") or {}),
             "cmd": list(c.get("Cmd") or []), "entrypoint": list(c.get("Entrypoint") or []),
-            "workdir": c.get("WorkingDir") or "", "user": c.get("User") or ""}
+            "workdir": c.get("WorkingDir") or "", "user": c.get("User") or "",
+            "healthcheck": health, "stop_signal": c.get("StopSignal") or "",
+            "volumes": sorted(c.get("Volumes") or {})}
+
+
+def healthcheck_args(test: Sequence[str], interval: Union[str, int], timeout: Union[str, int],
+                     start_period: Union[str, int], retries: int) -> list[str]:
+    """``buildah config`` flags setting a healthcheck exactly (durations: Go strings, or
+    nanoseconds). buildah splits ``--healthcheck`` into words as a shell would (quotes
+    honoured, nothing expanded): each element quoted comes back as that element."""
+    def duration(value: Union[str, int]) -> str:
+        return f"{value}ns" if isinstance(value, int) else value
+
+    return [f"--healthcheck={' '.join(shlex.quote(t) for t in test)}", f"--healthcheck-interval={duration(interval)}",
+            f"--healthcheck-timeout={duration(timeout)}", f"--healthcheck-start-period={duration(start_period)}",
+            f"--healthcheck-retries={retries}"]
 
 
 def reset_args(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
@@ -40,6 +60,18 @@ def reset_args(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[st
         for k, v in wanted[key].items():
             if current[key].get(k) != v:
                 args.append(f"{flag}={k}={v}")
+    for volume in current["volumes"]:
+        if volume not in wanted["volumes"]:
+            args.append(f"--volume={volume}-")
+    for volume in wanted["volumes"]:
+        if volume not in current["volumes"]:
+            args.append(f"--volume={volume}")
+    if current["stop_signal"] != wanted["stop_signal"]:
+        args.append(f"--stop-signal={wanted['stop_signal']}")
+    if current["healthcheck"] != wanted["healthcheck"]:
+        h = wanted["healthcheck"]
+        args += ["--healthcheck="] if h is None else healthcheck_args(
+            h["test"], h["Interval"], h["Timeout"], h["StartPeriod"], h["Retries"])
     for port in current["ports"]:
         if port not in wanted["ports"]:
             args.append(f"--port={port}-")

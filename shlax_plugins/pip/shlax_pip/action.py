@@ -214,6 +214,12 @@ class PipParams:
                                "what it lacks; false resolves against the index every time", True)
     incremental: bool = doc("image builds: when only `packages` grew since the last build, install just the "
                             "added ones on that build's layer (docs/layers.md); false always rebuilds", True)
+    upgrade_deps: bool = doc("when the step creates the venv, upgrade its pip (and setuptools before Python "
+                             "3.12) to the newest, as `python -m venv --upgrade-deps`", False)
+    index_url: Optional[str] = doc("the package index to resolve against instead of PyPI (pip --index-url)", None)
+    extra_index_url: list[str] = doc("more package indexes (pip --extra-index-url)", default_factory=list)
+    constraints: list[str] = doc("constraints files in the target (pip install -c): versions to use if installed",
+                                 default_factory=list)
 
     def validate(self) -> Any:
         if not (self.packages or self.requirements or self.editable):
@@ -225,9 +231,14 @@ class PipParams:
                     "into the system Python (overrides Debian's PEP 668 'externally managed' refusal)")
         if self.venv and not self.venv.startswith("/"):
             return "venv", f"venv {self.venv!r} must be an absolute path in the target"
-        for item in [*self.packages, *self.requirements, *self.editable]:
+        for item in [*self.packages, *self.requirements, *self.editable, *self.constraints]:
             if item.startswith("-"):
                 return f"{item!r}: options are not requirements; use the action's parameters"
+        for key, urls in (("index_url", [self.index_url] if self.index_url is not None else []),
+                          ("extra_index_url", self.extra_index_url)):
+            for url in urls:
+                if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$", url):
+                    return key, f"{url!r} is not an index URL (e.g. \"https://pypi.example/simple\")"
         for i, item in enumerate(self.editable):
             if not is_path(item):
                 return f"editable[{i}]", f"editable {item!r} must be a local path in the target (/app or ./app)"
@@ -247,6 +258,17 @@ class Pip(Action):
     primary = "packages"
     caches = ("pip",)
 
+    #: parameters added after the first release, at their defaults: left out of the key, so that
+    #: recipes written before them keep their layers (and their incremental builds)
+    _LATER = {"upgrade_deps": False, "index_url": None, "extra_index_url": [], "constraints": []}
+
+    def key_params(self) -> Any:
+        params = super().key_params()
+        for name, default in self._LATER.items():
+            if params.get(name) == default:
+                params.pop(name, None)
+        return params
+
     def describe(self) -> str:
         p = self.params
         text = " ".join([*p.packages, *(f"-r {r}" for r in p.requirements), *(f"-e {e}" for e in p.editable)])
@@ -257,9 +279,28 @@ class Pip(Action):
         return f"{self.params.venv.rstrip('/')}/bin/python" if self.params.venv else self.params.python
 
     def targets(self, editable: bool = True) -> list[str]:
+        """What pip installs: the venv's own pip (and setuptools) when it was just made with
+        ``upgrade_deps``, then packages, requirements files, editable projects; constraints."""
         p = self.params
-        return [*p.packages, *(a for r in p.requirements for a in ("-r", r)),
-                *(a for e in p.editable for a in (["-e", e] if editable else [e]))]
+        deps = getattr(self, "_deps", [])
+        return [*(["--upgrade", *deps] if deps else []), *p.packages, *(a for r in p.requirements for a in ("-r", r)),
+                *(a for e in p.editable for a in (["-e", e] if editable else [e])),
+                *(a for c in p.constraints for a in ("-c", c))]
+
+    def index_args(self) -> list[str]:
+        """Where pip resolves: ``--index-url`` and ``--extra-index-url`` as the step says."""
+        p = self.params
+        return [*([f"--index-url={p.index_url}"] if p.index_url else []),
+                *(f"--extra-index-url={url}" for url in p.extra_index_url)]
+
+    def upgrade_deps(self, ctx: StepContext) -> None:
+        """The venv was just made and the step asks for ``upgrade_deps``: what its Python's
+        ``venv --upgrade-deps`` upgrades (``venv.CORE_VENV_DEPS``) joins this step's install."""
+        if not self.params.upgrade_deps:
+            return
+        probe = ctx.run([self.python, "-c", "import venv; print(*getattr(venv, 'CORE_VENV_DEPS', ('pip', 'setuptools')))"],
+                        check=False, capture=True, quiet=True)
+        self._deps = probe.output.split() if probe.ok and probe.output.split() else ["pip", "setuptools"]
 
     def specs(self) -> list[str]:
         return [x for x in self.params.packages if not is_path(x)]
@@ -306,12 +347,13 @@ class Pip(Action):
         return found.group(1) if found else ""
 
     def pip(self, ctx: StepContext, *args: str, mounts: Sequence[Mount] = (), check: bool = True,
-            runner: str = "") -> Exec:
+            runner: str = "", quiet: bool = False) -> Exec:
         """Run pip (the system pip's ``runner`` for the venv's Python when given, else the
-        Python's own); unless ``check`` is off, a failure raises StepFailed with what it means."""
+        Python's own); unless ``check`` is off, a failure raises StepFailed with what it means.
+        ``quiet`` keeps its output from the user (a try whose failure is not the answer)."""
         env = {"PIP_BREAK_SYSTEM_PACKAGES": "1"} if self.params.system else {}
         argv = [self.python, runner] if runner else [self.python, "-m", "pip"]
-        result = ctx.run([*argv, *args], env=env, check=False, capture=True, mounts=mounts)
+        result = ctx.run([*argv, *args], env=env, check=False, capture=True, mounts=mounts, quiet=quiet)
         out = result.output
         if re.search(r"No module named pip\b", out):
             raise _failed(f"{self.python} has no pip: install python3-pip (apt) or use a venv", result)
@@ -341,7 +383,7 @@ class Pip(Action):
 
     # -- host backends: check first -----------------------------------------------------------
     def check(self, ctx: StepContext) -> Optional[bool]:
-        if self.local_paths() or self.params.requirements:
+        if self.local_paths() or self.params.requirements or self.params.constraints:
             return None  # pip itself decides; apply reports ok when it installed nothing
         if self.params.venv and not self.has_python(ctx):
             return False
@@ -349,13 +391,17 @@ class Pip(Action):
 
     # -- doing it -----------------------------------------------------------------------------
     def apply(self, ctx: StepContext) -> Optional[bool]:
+        self._deps: list[str] = []
         if not ctx.is_image:
             # a venv made here: its pip is not byte-compiled yet, the system's pip installs into it
             runner = self.create_venv(ctx, compile=False)
-            result = self.pip(ctx, "install", *(["--no-index"] if ctx.offline else []), *self.targets(),
-                              runner=runner or "")
+            if runner is not None:
+                self.upgrade_deps(ctx)
+            result = self.pip(ctx, "install", *(["--no-index"] if ctx.offline else self.index_args()),
+                              *self.targets(), runner=runner or "")
             return runner is not None or "Successfully installed" in result.output
-        self.ensure_venv(ctx)
+        if self.ensure_venv(ctx):
+            self.upgrade_deps(ctx)
         if ctx.offline or (self.params.prefer_offline and not self.surely_missing()):
             if self.from_wheels(ctx, self.targets(), must=ctx.offline):
                 return True
@@ -382,25 +428,29 @@ class Pip(Action):
                     must: bool) -> bool:
         """Install ``targets`` from the wheelhouse (and ``mount``'s wheels) with no index: with uv
         when :meth:`uv` says so, else (or when uv fails where it must succeed) with pip, whose
-        failure then explains itself. False when it could not and ``must`` is off."""
+        failure then explains itself. False when it could not and ``must`` is off.
+
+        A try that may fail (``must`` off) runs quietly: its "ERROR: Could not find a version"
+        is not the step's answer when the index is asked next. Its output is shown when it
+        worked, so a successful step still says what it installed."""
         links = [WHEELHOUSE_TARGET, *([INCOMING_TARGET] if mount else [])]
         mounts = [mount] if mount else []
         if self.uv(ctx):
             argv = [UV_TARGET, "pip", "install", "--python", self.python, "--no-config", "--no-cache", "--no-index",
                     "--link-mode=copy", "--compile-bytecode", *(a for link in links for a in ("--find-links", link)),
                     *targets]
-            result = ctx.run(argv, check=False, capture=True, mounts=mounts)
+            result = ctx.run(argv, check=False, capture=True, mounts=mounts, quiet=not must)
             if result.ok or not must:
-                return result.ok
+                return _shown(ctx, result, not must)
             ctx.log("pip: uv could not install from the wheels; trying pip")
         install = ["install", "--use-pep517", "--no-index", *(a for link in links for a in ("--find-links", link))]
-        return self.pip(ctx, *install, *targets, mounts=mounts, check=must).ok
+        return _shown(ctx, self.pip(ctx, *install, *targets, mounts=mounts, check=must, quiet=not must), not must)
 
     def surely_missing(self) -> bool:
         """A requirement of the recipe has no wheel at all in the wheelhouse (seen on the host):
         skips an install attempt that could only fail after building every local project."""
         have = {w.name.split("-", 1)[0].lower() for w in wheelhouse().glob("*.whl")}
-        for spec in self.specs():
+        for spec in [*self.specs(), *getattr(self, "_deps", [])]:
             m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([<>=!~;]|$)", spec)
             if m and _stem(m.group(1)) not in have:
                 return True
@@ -417,7 +467,8 @@ class Pip(Action):
                 {"name": names, "req": build_reqs}.get(kind, []).append(value)
         own.update(_stem(n) for n in names if n)
         self.pip(ctx, "wheel", "--use-pep517", "--wheel-dir", INCOMING_TARGET, "--find-links", WHEELHOUSE_TARGET,
-                 *self.targets(editable=False), *dict.fromkeys(filter(None, build_reqs)), mounts=[incoming])
+                 *self.index_args(), *[t for t in self.targets(editable=False) if t != "--upgrade"],
+                 *dict.fromkeys(filter(None, build_reqs)), mounts=[incoming])
         built = {}
         for path, name in zip(paths, names):
             fresh = [w for w in Path(incoming.source).glob("*.whl") if name and w.name.lower().startswith(_stem(name) + "-")]
@@ -436,6 +487,14 @@ def keep(incoming: Path, own: set[str]) -> None:
                 os.replace(wheel, target)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
+
+
+def _shown(ctx: StepContext, result: Exec, held: bool) -> bool:
+    """``result.ok``; a quiet try's output (``held``) is shown now that it worked."""
+    if held and result.ok:
+        for line in result.output.splitlines():
+            ctx.log(line)
+    return result.ok
 
 
 def _failed(message: str, result: Exec) -> StepFailed:

@@ -49,6 +49,9 @@ class Action:
     #: True for actions that read the template variables themselves (``template``): they are
     #: made once per host with :attr:`variables` set before :meth:`prepare`
     uses_variables: ClassVar[bool] = False
+    #: False for actions that run no command in the target (``copy``, ``template``): the
+    #: build-wide env and workdir are then not part of their key (docs/recipes.md)
+    runs_commands: ClassVar[bool] = True
 
     @classmethod
     def key_version(cls) -> str:
@@ -143,6 +146,20 @@ class StepContext:
     log: Callable[[str], None] = lambda line: None
     #: the step's ``become`` / ``become_user`` options; None: the backend's default
     become: Optional[Become] = None
+    #: the build-wide env and workdir (:mod:`shlax_core.buildenv`), expanded at the first command
+    _build: Optional[tuple[dict[str, str], Optional[str]]] = field(default=None, repr=False)
+
+    def build_settings(self) -> tuple[dict[str, str], Optional[str]]:
+        """The step's build-wide environment and working folder, ``${NAME}`` expanded (once)."""
+        if self._build is None:
+            settings = getattr(self.step, "settings", None)
+            if settings:
+                from shlax_core import buildenv
+
+                self._build = buildenv.resolve(settings, self.backend)
+            else:
+                self._build = ({}, None)
+        return self._build
 
     @property
     def offline(self) -> bool:
@@ -160,10 +177,11 @@ class StepContext:
 
         ``quiet`` keeps the output out of the live view (checks that only probe state).
         """
-        merged = dict(self.env)
+        build_env, build_workdir = self.build_settings()
+        merged = {**build_env, **self.env}  # a step's own env (and a cache's) over the build-wide one
         if env:
             merged.update(env)
-        return self.backend.run(list(argv), env=merged, workdir=workdir, user=user,
+        return self.backend.run(list(argv), env=merged, workdir=workdir or build_workdir, user=user,
                                 mounts=[*self.mounts, *mounts], stdin=stdin, check=check,
                                 capture=capture, output=None if quiet else self.log, **self._become())
 

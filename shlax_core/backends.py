@@ -150,6 +150,14 @@ class Backend:
             return [self.stat(p) for p in paths]
         return [self.stat(p, become=become) for p in paths]
 
+    def start_env(self, name: str) -> Optional[str]:
+        """The starting value of environment variable ``name`` for the steps' commands, or None
+        when unset: what a build-wide ``${NAME}`` expands to when no earlier ``env`` sets it
+        (:mod:`shlax_core.buildenv`). Asked once per name and machine. The default runs
+        ``printenv NAME`` on the target; image backends answer from the image's configuration."""
+        res = self.run(["printenv", name], check=False, capture=True)
+        return res.output if res.ok else None
+
     def host_facts(self) -> dict[str, str]:
         """``hostname``, ``distribution``, ``release``, ``codename``, ``architecture`` of the
         target, for templates (``{{ facts.hostname }}``); gathered once, only when a template

@@ -33,14 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from shlax_core import tomlfile
+from shlax_core import buildenv, tomlfile
+from shlax_core.buildenv import Settings
 from shlax_core.errors import RecipeError
 from shlax_core.locate import Locator
 from shlax_core.params import closest
 
 DEFAULT_FILE = "shlax.toml"
 TOP_KEYS = ("steps", "targets", "vars", "handlers")
-TARGET_CORE_KEYS = ("backend", "steps", "description", "vars")
+TARGET_CORE_KEYS = ("backend", "steps", "description", "vars", "env", "workdir")
 #: keys of a step that belong to the step, not to its action
 STEP_OPTIONS = ("become", "become_user", "notify")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -63,6 +64,8 @@ class Step:
     notify: tuple[str, ...] = ()
     #: the handler this step belongs to ([handlers] table), if any
     handler: Optional[str] = None
+    #: the build-wide env and workdir in force for this step (:mod:`shlax_core.buildenv`)
+    settings: Settings = field(default_factory=Settings)
 
     def data(self, primary: Optional[str]) -> tuple[dict[str, Any], str]:
         """The parameters as one table, and the key path they live at (for errors)."""
@@ -205,7 +208,12 @@ def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
         if "steps" not in raw:
             raise RecipeError(f"{tpath} has no `steps` list", where=loc(tpath),
                               hint='add steps = [ { run = ["true"] } ]')
-        steps = _expand(_steps(raw["steps"], f"{tpath}.steps", loc), step_lists, loc, ())
+        start = Settings()
+        if "env" in raw:
+            start = start.add_env(buildenv.parse_env(raw["env"], f"{tpath}.env", loc))
+        if "workdir" in raw:
+            start = start.set_workdir(buildenv.parse_workdir(raw["workdir"], f"{tpath}.workdir", loc))
+        steps = _settle(_expand(_steps(raw["steps"], f"{tpath}.steps", loc), step_lists, loc, ()), start)
         description = raw.get("description", "")
         if not isinstance(description, str):
             raise RecipeError(f"{tpath}.description must be a string", where=loc(f"{tpath}.description"))
@@ -281,7 +289,7 @@ def _handlers(raw: Any, lists: dict[str, list[Step]], loc: Locator) -> dict[str,
             steps = _steps(items, path, loc)
             steps = [Step(s.action, s.value, s.options, path, s.where, become=s.become,
                           become_user=s.become_user, notify=s.notify) for s in steps]
-        steps = _expand(steps, lists, loc, ())
+        steps = _settle(_expand(steps, lists, loc, ()), Settings())
         for step in steps:
             if step.notify:
                 raise RecipeError(f"{step.path}: a handler cannot notify other handlers", where=step.where,
@@ -313,6 +321,16 @@ def _steps(items: Any, path: str, loc: Locator) -> list[Step]:
                               where=loc(spath))
         action, value = next(iter(item.items()))
         options = dict(list(item.items())[1:])
+        if action in buildenv.PSEUDO_STEPS:  # { env = {...} } / { workdir = "..." }: for the steps after it
+            if options:
+                raise RecipeError(f"{spath}: a {{ {action} = ... }} step takes nothing else",
+                                  where=loc(f"{spath}.{next(iter(options))}"),
+                                  hint=f"it sets the {action} of every later step; "
+                                       "give a `run` its own env/workdir as its parameters")
+            parsed = (buildenv.parse_env(value, f"{spath}.env", loc) if action == "env"
+                      else buildenv.parse_workdir(value, f"{spath}.workdir", loc))
+            steps.append(Step(action, parsed, {}, spath, loc(spath)))
+            continue
         become, become_user, notify = _step_options(options, spath, loc)
         steps.append(Step(action, value, options, spath, loc(spath), become=become, become_user=become_user,
                           notify=notify))
@@ -339,6 +357,22 @@ def _step_options(options: dict[str, Any], path: str, loc: Locator
         raise RecipeError(f"{path}.notify must be a handler name or a list of them", where=loc(f"{path}.notify"),
                           hint='write notify = "restart-web"')
     return become, become_user, notify
+
+
+def _settle(steps: list[Step], start: Settings) -> list[Step]:
+    """Drop the ``env``/``workdir`` pseudo-steps, giving every other step the settings in force
+    at its place (``use`` splices a list's pseudo-steps too: they apply after it, as text would)."""
+    out: list[Step] = []
+    current = start
+    for step in steps:
+        if step.action == "env":
+            current = current.add_env(step.value)
+        elif step.action == "workdir":
+            current = current.set_workdir(step.value)
+        else:
+            step.settings = current
+            out.append(step)
+    return out
 
 
 def _expand(steps: list[Step], lists: dict[str, list[Step]], loc: Locator,

@@ -13,6 +13,7 @@ from typing import Any
 from shlax_core import params as P
 from shlax_core.actions import Action
 from shlax_core.backends import Backend
+from shlax_core.buildenv import PSEUDO_STEPS
 from shlax_core.binding import StepPlan, known_keys, plan_step
 from shlax_core.variables import has_templates
 from shlax_core.errors import RecipeError, ShlaxError, place
@@ -85,7 +86,7 @@ def _check_unused_lists(recipe: Recipe, session: Session) -> None:
         if name in used:
             continue
         for step in steps:
-            if step.action == "use":  # a list it uses is checked on its own
+            if step.action in ("use", *PSEUDO_STEPS):  # a used list is checked on its own; env/workdir on load
                 continue
             try:
                 cls = plugins.load("action", step.action, where=step.where)

@@ -262,6 +262,8 @@ class Runner(HostRuns):
                 become = become_of(a.step)
                 if become is not None:  # who a step runs as changes its layer (absent: keys as before)
                     params = {**params, "(become)": [become.enabled, become.user]}
+                if a.runs_commands and a.step.settings:  # build-wide env/workdir (absent: keys as before)
+                    params = {**params, **a.step.settings.key()}
                 bodies.append({"action": a.name, "version": a.key_version(), "params": params,
                                "inputs": dict(a.inputs(self.session))})
                 ph.add("key", wall, time.monotonic() - t0)

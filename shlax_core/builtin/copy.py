@@ -56,6 +56,7 @@ class Copy(Action):
 
     Example: ``{ copy = { src = ["pyproject.toml", "app/"], dest = "/app/", owner = "app" } }``
     """
+    runs_commands = False  # the build-wide env and workdir do not change what it writes
 
     Params = CopyParams
 

@@ -49,6 +49,7 @@ class Template(Action):
 
     Example: ``{ template = { src = "nginx.conf.j2", dest = "/etc/nginx/nginx.conf" } }``
     """
+    runs_commands = False  # the build-wide env and workdir do not change what it writes
 
     Params = TemplateParams
     uses_variables = True

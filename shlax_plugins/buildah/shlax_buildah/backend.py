@@ -361,6 +361,15 @@ class BuildahBackend(ImageBackend):
             self._rootfs = self.buildah("mount", "--", name).output.strip()
             self.steps = chroot.StepRoot(self._rootfs, self._tmp, self.base_config(), container=name)
 
+    def start_env(self, name: str) -> Optional[str]:
+        """The base image's environment, as its steps get it (buildah's PATH when it sets none):
+        every step layer carries the base's configuration, so this is what a step starts with."""
+        for item in self.base_config().get("Env") or []:
+            key, _, value = item.partition("=")
+            if key == name:
+                return value
+        return chroot.DEFAULT_PATH if name == "PATH" else None
+
     def base_config(self) -> dict[str, Any]:
         """The base image's run configuration: every step layer carries it, steps run with it."""
         if self._base_config is None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
 
+from shlax_core.errors import Unsupported
 from shlax_core.process import Exec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -196,6 +197,20 @@ class ImageBackend(Backend):
         store then gives None, with :attr:`base_note` saying what run would do.
         """
         raise NotImplementedError
+
+    def image_of(self, ref: str) -> Optional[str]:
+        """The ID of image ``ref`` (a reference: ``debian:bookworm``, ``localhost/tools``) for a
+        step that copies from it (``copy`` with ``from``), pulled when missing unless offline or
+        in a plan; None when a plan cannot see it. Called after :meth:`base_key`."""
+        raise Unsupported(f"the {self.name or 'selected'} backend cannot copy from another image",
+                          hint="copy from an image in an image build (the buildah backend)")
+
+    def copy_from(self, image: str, sources: Sequence[str], dest: str, *, owner: Optional[str] = None,
+                  mode: Optional[str] = None) -> None:
+        """Copy ``sources`` (absolute paths, globs allowed) of image ``image`` (an ID) into the
+        working container at ``dest``, as a Containerfile's ``COPY --from`` does: a directory's
+        contents, a file into ``dest/`` or as ``dest``; owned by root unless ``owner``."""
+        raise Unsupported(f"the {self.name or 'selected'} backend cannot copy from another image")
 
     def lookup(self, keys: Sequence[str]) -> dict[str, str]:
         """Which of these step keys already have a layer: key -> image ID. One call, not one per key."""

@@ -8,6 +8,7 @@ Field docs live in ``field(metadata={"doc": "..."})``.
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import sys
 import contextvars
 import typing
@@ -155,8 +156,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def key_of(name: str) -> str:
+    """The recipe key of a field: a Python keyword takes a trailing ``_`` (``from_`` is ``from``)."""
+    return name[:-1] if name.endswith("_") and keyword.iskeyword(name[:-1]) else name
+
+
 def fields(cls: type) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(cls)}
+    """The parameters by recipe key."""
+    return {key_of(f.name): f for f in dataclasses.fields(cls)}
 
 
 def hints(cls: type) -> dict[str, Any]:
@@ -199,11 +206,11 @@ def _build(cls: type, data: dict, *, path: str, locate: Callable[[str], Optional
     for name, f in known.items():
         if name not in data:
             if f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
-                raise RecipeError(f"{path} needs {what} {name!r} ({type_name(types[name])})",
+                raise RecipeError(f"{path} needs {what} {name!r} ({type_name(types[f.name])})",
                                   where=locate(path), hint=f.metadata.get("doc"))
             continue
         try:
-            values[name] = coerce(data[name], types[name], f"{path}.{name}")
+            values[f.name] = coerce(data[name], types[f.name], f"{path}.{name}")
         except _Mismatch as exc:
             bad_key, tp, bad = exc.args
             raise RecipeError(
@@ -233,7 +240,7 @@ def describe(cls: type) -> list[tuple[str, str, str, str]]:
             default = repr(f.default_factory())  # type: ignore[misc]
         else:
             default = "required"
-        rows.append((name, type_name(types[name]), default, f.metadata.get("doc", "")))
+        rows.append((name, type_name(types[f.name]), default, f.metadata.get("doc", "")))
     return rows
 
 

@@ -100,6 +100,8 @@ class Target:
     locate: Optional[Locator] = field(repr=False, default=None)
     #: the target's own ``vars`` table (over the recipe's ``[vars]``)
     vars: dict[str, Any] = field(default_factory=dict)
+    #: the targets that copy from this one's image (it is their stage; :mod:`shlax_core.stages`)
+    feeds: tuple[str, ...] = ()
 
     def where_of(self, key: str) -> str:
         """``file:line`` of one of this target's keys (``base``, ``hosts[1]``), for backends' errors."""
@@ -221,6 +223,11 @@ def parse(text: str, path: Path, shown: Optional[str] = None) -> Recipe:
         _check_notify(steps, handlers)
         targets[name] = Target(name, backend, options, steps, tpath, loc(tpath), description, locate=loc,
                                vars=target_vars)
+    from shlax_core import stages  # noqa: PLC0415 (stages reads recipes: imported after them)
+
+    for name, target in targets.items():
+        target.feeds = tuple(t.name for t in targets.values() if any(src == name for src, _ in
+                                                                     stages.depends_on(targets, t)))
     # named lists must be valid even when no target uses them: check `use` references now
     for name, items in step_lists.items():
         _check_notify(_expand(items, step_lists, loc, (name,)), handlers)

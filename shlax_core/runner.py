@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Iterator, Optional
 
-from shlax_core import __version__
+from shlax_core import __version__, stages
 from shlax_core.actions import Action, StepContext
 from shlax_core.backends import Backend, ImageBackend
 from shlax_core.binding import Binder, become_of
@@ -86,7 +86,9 @@ class Runner(HostRuns):
             fail_fast: bool = False) -> int:
         """Returns the exit code: 0 all succeeded, 1 a step or host failed, 2 a user error surfaced
         while running (see ``user_errors``), 130 interrupted."""
-        resolved = resolve(self.recipe, names, self.session)  # every user error surfaces here
+        # every user error surfaces here; stages (targets others copy from) come first
+        resolved = resolve(self.recipe, stages.order(self.recipe, names), self.session)
+        stages.check(self.recipe, resolved)
         from shlax_core import fastpath, reexec
 
         if reexec.inside():
@@ -121,6 +123,8 @@ class Runner(HostRuns):
         started = time.monotonic()
         self.reporter.emit("run_start", recipe=str(self.recipe.path), plan=plan,
                            targets=[r.target.name for r in resolved])
+        for line in stages.graph(self.recipe, [r.target.name for r in resolved]):
+            self.reporter.emit("info", message=line)
         code = 0
         try:
             with interruptible():
@@ -254,6 +258,7 @@ class Runner(HostRuns):
         try:
             backend.open()
             base_id = backend.base_key()  # None: a plan that cannot see the base (run would pull it)
+            stages.bind(r.actions, backend, self.session, self.recipe)  # copies from images: their IDs
             phases = [Phases() for _ in r.actions]
             bodies: list[dict[str, Any]] = []
             for a, ph in zip(r.actions, phases):
@@ -309,6 +314,7 @@ class Runner(HostRuns):
                                      phases=phases[i].durations(), **extra)
                     result.add("run")
             if plan:
+                stages.built(self.session, target.name, found.get(final_key))
                 to_run = result.counts.get("run", 0)
                 summary = ("up to date" if final_key in found
                            else f"{to_run} step{'s' if to_run != 1 else ''} to run")
@@ -367,6 +373,7 @@ class Runner(HostRuns):
             with self._hooks(target_phases, final=True):
                 self.session.hook.shlax_image_built(backend=backend, image=result.image, keys=[*step_keys, final_key])
             history.save(self.recipe.path, target.name, parts)
+            stages.built(self.session, target.name, result.image)
             cached = result.counts.get("cached", 0)
             summary = f"image {', '.join(backend.names()) or result.image} ({cached} cached, {result.counts.get('done', 0)} run)"
             if self._fast is not None:

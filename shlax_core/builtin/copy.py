@@ -18,6 +18,7 @@ from typing import Iterator, Mapping, Optional, Union
 
 from shlax_core import names
 from shlax_core.actions import Action, StepContext
+from shlax_core.errors import RecipeError
 from shlax_core.cache.hashing import entry_digest, tree_digest
 from shlax_core.files import UNWATCHABLE, Entry, select
 from shlax_core.params import doc
@@ -30,10 +31,21 @@ class CopyParams:
     mode: Optional[str] = doc('permission bits for copied files, octal, e.g. "0644"', None)
     owner: Optional[str] = doc('"user" or "user:group" owning the copied files', None)
     exclude: list[str] = doc("gitignore-style patterns to leave out, on top of the ignore file", default_factory=list)
+    from_: Optional[str] = doc("a stage (another target of the recipe) or an image reference to copy from; "
+                               "`src` are then absolute paths in its image", None)
 
     def validate(self) -> Optional[tuple[str, str]]:
         if not self.dest.startswith("/"):
             return "dest", f"dest {self.dest!r} must be an absolute path"
+        if self.from_ is not None:
+            if not self.from_ or self.from_.startswith("-"):
+                return "from", f"from {self.from_!r} is not a target name or an image reference"
+            for src in self.sources:
+                if names.absolute_path(src, what="src"):
+                    return "src", (f"src {src!r} must be an absolute path in the image of {self.from_!r} "
+                                   "(a copy from another image)")
+            if self.exclude:
+                return "exclude", "exclude is for copies from the recipe's folder, not from another image"
         if self.mode is not None:
             try:
                 if not 0 <= int(self.mode, 8) <= 0o7777:
@@ -62,7 +74,25 @@ class Copy(Action):
 
     def prepare(self) -> None:
         self._groups: Optional[list[tuple[str, list[Entry]]]] = None
+        #: (image ID or None, what it is) of a copy from another image: set by shlax_core.stages
+        self.source: tuple[Optional[str], str] = (None, "")
+        src = self.params.from_
+        if src is not None:
+            if src not in self.recipe.targets and names.image_reference(src, what="image to copy from"):
+                raise RecipeError(f"{self.step.path}.copy.from: {src!r} is neither a target of the recipe nor "
+                                  "an image reference", where=self.recipe.locate(f"{self.step.path}.copy.from"),
+                                  hint=f"targets: {', '.join(self.recipe.targets)}; or an image such as "
+                                       "\"docker.io/library/golang:1.22\"")
+            self._watch = {}
+            return
         self._select()
+
+    def key_params(self):
+        params = super().key_params()
+        source = params.pop("from_", None)  # absent when unset: copies from the folder keep their keys
+        if source is not None:
+            params["from"] = source
+        return params
 
     def _select(self) -> list[tuple[str, list[Entry]]]:
         """The selected entries, by source; raises RecipeError on a bad source."""
@@ -89,9 +119,13 @@ class Copy(Action):
                 yield from ((p.dest, e) for e in entries)
 
     def inputs(self, session) -> Mapping[str, str]:
+        if self.params.from_ is not None:  # the source image's content, by ID (a stale stage: unknown yet)
+            return {"image": self.source[0] or f"unknown: {self.source[1]}"}
         return {"files": tree_digest(((dest, e.path) for dest, e in self.plan()), session.stat_cache)}
 
     def guards(self, session) -> Optional[Mapping[str, Optional[list]]]:
+        if self.params.from_ is not None:  # a stage is watched as a target of the run; an image is not
+            return {} if self.params.from_ in self.recipe.targets else None
         if UNWATCHABLE in self._watch:
             return None
         signature = session.stat_cache.signature
@@ -102,6 +136,8 @@ class Copy(Action):
 
     def describe(self) -> str:
         src = ", ".join(self.params.sources)
+        if self.params.from_ is not None:
+            src = f"{self.params.from_}:{src}"
         return f"copy {src if len(src) < 50 else src[:47] + '...'} -> {self.params.dest}"
 
     def archive(self, directory: str) -> Path:
@@ -142,6 +178,14 @@ class Copy(Action):
         return (owner, owner if ":" in owner else f"{owner}:{owner}")
 
     def apply(self, ctx: StepContext) -> Optional[bool]:
+        if self.params.from_ is not None:
+            image = self.source[0]
+            if image is None:
+                raise RecipeError(f"{self.step.path}.copy.from: no image to copy from ({self.source[1]})",
+                                  where=self.recipe.locate(f"{self.step.path}.copy.from"))
+            ctx.backend.copy_from(image, self.params.sources, self.params.dest,  # type: ignore[attr-defined]
+                                  owner=self.params.owner, mode=self.params.mode)
+            return True
         with tempfile.TemporaryDirectory(prefix="shlax-copy-") as tmp:
             ctx.put_archive(self.archive(tmp), "/", owner=self.params.owner,
                                     paths=[dest for dest, _ in self.plan()])

@@ -205,6 +205,8 @@ class BuildahBackend(ImageBackend):
 
     # -- names ---------------------------------------------------------------------------------
     def names(self) -> list[str]:
+        if self.target.feeds and self.params.image is None and not self.params.tags:
+            return []  # a stage that only feeds other targets: its image stays in the layer cache
         repo, tag = _split_tag(self.params.image or f"localhost/{self.target.name}")
         return [f"{repo}:{tag}", *(f"{repo}:{t}" for t in self.params.tags if t != tag)]
 
@@ -594,6 +596,42 @@ class BuildahBackend(ImageBackend):
         usage.touch([key], image=image_id, **{k: v for k, v in meta.items() if k in ("target", "step")})
         self.start(image_id, bare=True)
         return image_id
+
+    # -- copies from other images (stages) -------------------------------------------------------
+    def image_of(self, ref: str) -> Optional[str]:
+        image_id = self._local_image(ref)
+        if image_id is None and not self.plan:
+            if self.session.offline:
+                raise ShlaxError(f"image {ref!r} is not in the local store and --offline forbids pulling",
+                                 hint=f"run once online, or: buildah pull {ref}")
+            self.session.reporter.emit("info", message=f"pulling {ref}", target=self.target.name)
+            verify = self.session.options.get("tls_verify", True) and self.params.tls_verify
+            self.buildah.stream(["pull", f"--tls-verify={str(bool(verify)).lower()}", "--", ref], output=self.log)
+            image_id = self.buildah.image_id(ref)
+            if image_id is None:
+                raise StepFailed(f"pulled {ref} but cannot find it in the store")
+        return image_id
+
+    def copy_from(self, image: str, sources: Sequence[str], dest: str, *, owner: Optional[str] = None,
+                  mode: Optional[str] = None) -> None:
+        """``buildah copy --from`` a container of ours made from ``image``: named before it exists
+        and in the owner record, so a failure, an interrupt or a kill never leaves it behind."""
+        assert self.container is not None
+        name = f"shlax-{self.target.name}-from-{os.urandom(4).hex()}"
+        claim = getattr(self, "_claim", None)
+        if claim is not None:
+            claim.add_container(name)
+        try:
+            self.buildah("from", "--pull=never", f"--name={name}", "--", image)
+            args = ["copy", "--quiet", f"--from={name}"]
+            if owner:
+                args.append(f"--chown={owner}")
+            if mode:
+                args.append(f"--chmod={mode}")
+            self.buildah(*args, "--", self.container, *sources, dest)
+        finally:
+            if self.buildah("rm", "--", name, check=False).ok and claim is not None:
+                claim.drop_container(name)
 
     def merges_last_step(self) -> bool:
         """Always: the configuration is set on the last step's container and committed once; a

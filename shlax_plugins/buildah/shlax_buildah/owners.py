@@ -83,6 +83,16 @@ class Claim:
         self.data["containers"] = [name]
         self._write()
 
+    def add_container(self, name: str) -> None:
+        """About to make another container ``name`` beside the working one (the source of a copy
+        from another image), removed by the backend right after."""
+        self.data["containers"] = [*self.data.get("containers", []), name]
+        self._write()
+
+    def drop_container(self, name: str) -> None:
+        self.data["containers"] = [c for c in self.data.get("containers", []) if c != name]
+        self._write()
+
     def release(self) -> None:
         """Everything it named was removed."""
         try:

@@ -13,7 +13,7 @@ RECIPE = """
 [targets.b{nonce}]
 base = "{base}"
 steps = [
-  {{ run = ["sh", "-c", "mkdir -p /opt/venv/bin /junk && echo {marker} > /opt/venv/bin/marker && echo x > /junk/big"] }},
+  {{ run = ["sh", "-c", "mkdir -p /opt/venv/bin /junk && echo {marker} > /opt/venv/bin/marker && chown 1000:1000 /opt/venv/bin/marker && echo x > /junk/big"] }},
 ]
 
 [targets.a{nonce}]
@@ -56,6 +56,8 @@ def test_stage_is_built_first_and_feeds_the_copy(tmp_path, busybox_image, nonce)
         root = Path(buildah("mount", ctr).stdout.strip())
         assert not (root / "junk").exists()
         assert (root / "opt" / "bb").stat().st_mode & 0o7777 == 0o700
+        # owned by root unless `owner`, as COPY --from
+        assert (root / "opt" / "venv" / "bin" / "marker").stat().st_uid == 0
     finally:
         buildah("rm", ctr)
     # the stage only feeds `a`: no name of its own
@@ -129,3 +131,29 @@ def test_stage_mistakes_are_refused_at_their_line(tmp_path, busybox_image):
         assert proc.returncode == 2, out
         assert where in out and message in out, (text, out)
         assert "Traceback" not in out
+
+
+def test_fast_path_notices_a_stage_input(tmp_path, busybox_image, nonce):
+    (tmp_path / "lib.txt").write_text("one\n")
+    recipe = tmp_path / "shlax.toml"
+    recipe.write_text(textwrap.dedent(f"""
+        [targets.s{nonce}]
+        base = "{busybox_image}"
+        steps = [ {{ copy = {{ src = "lib.txt", dest = "/lib/{nonce}.txt" }} }} ]
+
+        [targets.f{nonce}]
+        base = "{busybox_image}"
+        image = "localhost/shlax-test-stage-{nonce}"
+        steps = [ {{ copy = {{ from = "s{nonce}", src = "/lib/{nonce}.txt", dest = "/srv/lib.txt" }} }} ]
+    """))
+    image = f"localhost/shlax-test-stage-{nonce}:latest"
+    first = run_shlax("run", str(recipe), f"f{nonce}", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = run_shlax("run", str(recipe), f"f{nonce}", "--json")
+    assert again.returncode == 0 and statuses(again.stdout) == ["cached", "cached"]
+    assert events(again.stdout)[0].get("fast"), "an unchanged run with a stage takes the fast path"
+    (tmp_path / "lib.txt").write_text("two\n")
+    changed = run_shlax("run", str(recipe), f"f{nonce}", "--json")
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert statuses(changed.stdout) == ["done", "done"]
+    assert read_in_image(image, "/srv/lib.txt") == "two\n"

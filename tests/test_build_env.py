@@ -144,3 +144,12 @@ def test_bad_build_env_is_refused_at_its_line(tmp_path):
     proc = run_shlax("plan", str(recipe))
     assert proc.returncode == 2 and "shlax.toml:4:" in proc.stderr + proc.stdout
     assert "takes nothing else" in proc.stderr + proc.stdout
+
+
+def test_missing_workdir_on_a_host_fails_the_step_clearly(tmp_path):
+    recipe = tmp_path / "shlax.toml"
+    recipe.write_text(f'[targets.here]\nbackend = "local"\nworkdir = "{tmp_path}/missing"\n'
+                      'steps = [ { run = ["true"] } ]\n')
+    proc = run_shlax("run", str(recipe))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no such folder on this machine" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr

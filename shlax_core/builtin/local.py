@@ -90,6 +90,9 @@ class LocalBackend(Backend):
                 full_env.update(HOME=home, USER=user, LOGNAME=user)
             wrapped = ["chroot", *switch, "--", self.root, *wrapped]
             cwd = None
+        if cwd is not None and not os.path.isdir(cwd):  # a step's (or the build-wide) workdir
+            raise StepFailed(f"cannot run {argv[0]} in {cwd}: no such folder on this machine "
+                             "(a workdir is not created on hosts: make it in an earlier step)", argv=list(argv))
         return process.run(wrapped, env=full_env, cwd=cwd, stdin=stdin, check=check, capture=capture,
                            output=output, display=argv)
 

@@ -6,10 +6,16 @@ import collections
 import os
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
 
 from shlax_core.errors import StepFailed
+
+#: commands running in worker threads (stages built side by side): an interrupt only reaches
+#: the main thread, which stops these with :func:`stop_workers`
+_WORKERS: set[subprocess.Popen] = set()
+_WORKERS_LOCK = threading.Lock()
 
 TAIL = 20
 
@@ -44,6 +50,10 @@ def run(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, cwd: Op
         argv, env=dict(env) if env is not None else None, cwd=cwd,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = threading.current_thread() is not threading.main_thread()
+    if worker:
+        with _WORKERS_LOCK:
+            _WORKERS.add(proc)
     try:
         if stdin is not None:
             assert proc.stdin is not None
@@ -64,12 +74,25 @@ def run(argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None, cwd: Op
     except BaseException:
         terminate(proc)
         raise
+    finally:
+        if worker:
+            with _WORKERS_LOCK:
+                _WORKERS.discard(proc)
     result = Exec(argv, returncode, "\n".join(captured), list(tail))
     if check and returncode != 0:
         shown = list(display) if display is not None else argv
         raise StepFailed(f"command exited with code {returncode}", argv=shown, returncode=returncode,
                          tail=list(tail))
     return result
+
+
+def stop_workers() -> None:
+    """Terminate every command running in a worker thread (their own process groups: Ctrl-C and
+    SIGTERM reach only shlax); each fails its step, whose cleanup then runs in its thread."""
+    with _WORKERS_LOCK:
+        running = list(_WORKERS)
+    for proc in running:
+        terminate(proc)
 
 
 def terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:

@@ -128,9 +128,12 @@ class Runner(HostRuns):
         code = 0
         try:
             with interruptible():
+                # independent stages (targets others copy from) build at the same time, first
+                early = {} if plan else stages.build_parallel(resolved, lambda r: self._image(r, plan),
+                                                               self._abort, jobs, self.results)
                 for r in resolved:
                     if issubclass(r.backend_cls, ImageBackend):
-                        result = self._image(r, plan)
+                        result = early[r.target.name] if r.target.name in early else self._image(r, plan)
                         self.results.append(result)
                     else:
                         self.results.extend(self._hosts(r, plan, jobs, fail_fast))
@@ -332,6 +335,8 @@ class Runner(HostRuns):
                 # the final image is the last step's own commit when the backend can merge: two names
                 merge = backend.merges_last_step()
                 for i in range(start + 1, total):
+                    if self._abort.is_set():  # an interrupt reached the main thread while this built beside
+                        raise Interrupted("SIGINT")
                     action, index, ph = r.actions[i], i + 1, phases[i]
                     step_started, step_wall = time.monotonic(), time.time()
                     self._step_event("step_start", where, index, total, action)

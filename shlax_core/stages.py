@@ -13,15 +13,17 @@ of the recipe (a *stage*) or any image reference. The runner asks this module fo
   follows; one rebuilt to the same image does not);
 - :func:`built`: a stage's image, once built (or found up to date by a plan).
 
-Stages are built one after the other, in dependency order (recipe order between independent
-ones): not in parallel yet. A target other targets copy from (:attr:`Target.feeds`) may stay
+Stages build in dependency order, independent ones at the same time (:func:`build_parallel`,
+``--jobs`` at most); the other targets then run one after the other, as before. A target other targets copy from (:attr:`Target.feeds`) may stay
 untagged, its image kept in the layer cache only: the image backend decides from its own options
 (buildah: when it sets no ``image`` name).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Optional, Sequence
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 from shlax_core.errors import RecipeError, ShlaxError
 
@@ -144,3 +146,47 @@ def graph(recipe: "Recipe", names: Sequence[str]) -> list[str]:
             parts = [f"stage {s}" if s in recipe.targets else f"image {s}" for s in froms]
             lines.append(f"{name} copies from {', '.join(parts)}")
     return lines
+
+
+def build_parallel(resolved: Sequence["Resolved"], build: Callable[["Resolved"], Any], abort: threading.Event,
+                   jobs: int, results: list[Any]) -> dict[str, Any]:
+    """Build the stages of the run (image targets others copy from), each once the stages it
+    copies from are built, independent ones at the same time; their results by target name.
+
+    Nothing to gain with fewer than two stages: then nothing is built here (the runner builds
+    every target in order). On an interrupt no other stage starts, running steps are stopped
+    (:func:`shlax_core.process.stop_workers`; each stage removes its working container), and
+    what finished goes to ``results`` for the recap before the interrupt goes on.
+    """
+    from shlax_core.backends import ImageBackend
+
+    todo = {r.target.name: r for r in resolved if r.target.feeds and issubclass(r.backend_cls, ImageBackend)}
+    if len(todo) < 2:
+        return {}
+    targets = {r.target.name: r.target for r in resolved}
+    needs = {name: {src for src, _ in depends_on(targets, r.target) if src in todo} for name, r in todo.items()}
+    done: dict[str, Any] = {}
+    running: dict[Future, str] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo))), thread_name_prefix="shlax-stage")
+    try:
+        while len(done) < len(todo):
+            for name, r in todo.items():
+                if name not in done and name not in running.values() and needs[name] <= done.keys():
+                    running[pool.submit(build, r)] = name
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                done[running.pop(future)] = future.result()
+    except BaseException:
+        from shlax_core import process
+
+        abort.set()
+        process.stop_workers()  # their steps fail now, and each stage removes its working container
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, name in running.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                done[name] = future.result()
+        results.extend(done[name] for name in todo if name in done)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    return done

@@ -31,7 +31,7 @@ steps = [
 
 def image_recipe(tmp_path: Path, base: str, nonce: str, mode: str = "build") -> Path:
     tool = tmp_path / "tool"
-    tool.write_text('#!/bin/sh\necho "tool:$MODE:$PWD"\n')
+    tool.write_text(f'#!/bin/sh\n# {nonce}\necho "tool:$MODE:$PWD"\n')
     (tmp_path / "data.txt").write_text("data\n")
     recipe = tmp_path / "shlax.toml"
     recipe.write_text(IMAGE_RECIPE.format(base=base, nonce=nonce, mode=mode))

@@ -20,7 +20,7 @@ steps = [
 base = "{base}"
 image = "localhost/shlax-test-stage-{nonce}"
 steps = [
-  {{ run = ["mkdir", "-p", "/srv"] }},
+  {{ run = ["mkdir", "-p", "/srv/{nonce}"] }},
   {{ copy = {{ from = "b{nonce}", src = "/opt/venv", dest = "/opt/venv" }} }},
   {{ copy = {{ from = "{base}", src = "/bin/busybox", dest = "/opt/bb", mode = "0700" }} }},
   {{ run = ["sh", "-c", "cat /opt/venv/bin/marker > /srv/seen"] }},
@@ -157,3 +157,82 @@ def test_fast_path_notices_a_stage_input(tmp_path, busybox_image, nonce):
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert statuses(changed.stdout) == ["done", "done"]
     assert read_in_image(image, "/srv/lib.txt") == "two\n"
+
+
+def test_independent_stages_build_at_the_same_time(tmp_path, busybox_image, nonce):
+    recipe = tmp_path / "shlax.toml"
+    recipe.write_text(textwrap.dedent(f"""
+        [targets.p{nonce}]
+        base = "{busybox_image}"
+        steps = [ {{ run = ["sh", "-c", "sleep 5; echo p > /p.txt # {nonce}"] }} ]
+
+        [targets.q{nonce}]
+        base = "{busybox_image}"
+        steps = [ {{ run = ["sh", "-c", "sleep 5; echo q > /q.txt # {nonce}"] }} ]
+
+        [targets.r{nonce}]
+        base = "{busybox_image}"
+        image = "localhost/shlax-test-stage-{nonce}"
+        steps = [
+          {{ copy = {{ from = "p{nonce}", src = "/p.txt", dest = "/srv/" }} }},
+          {{ copy = {{ from = "q{nonce}", src = "/q.txt", dest = "/srv/" }} }},
+        ]
+    """))
+    proc = run_shlax("run", str(recipe), "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = [(e["event"], e["target"]) for e in events(proc.stdout) if e["event"] in ("step_start", "step_end")
+             and e.get("index")]
+    # both stages started their step before either finished it; the final target after both
+    first_end = steps.index(next(s for s in steps if s[0] == "step_end"))
+    assert {t for ev, t in steps[:first_end] if ev == "step_start"} == {f"p{nonce}", f"q{nonce}"}, steps
+    assert [t for _, t in steps[-4:]] == [f"r{nonce}"] * 4
+    image = f"localhost/shlax-test-stage-{nonce}:latest"
+    assert read_in_image(image, "/srv/p.txt") == "p\n" and read_in_image(image, "/srv/q.txt") == "q\n"
+    recap = [e for e in events(proc.stdout) if e["event"] == "run_end"][0]["recap"]
+    assert [x["target"] for x in recap] == [f"p{nonce}", f"q{nonce}", f"r{nonce}"]
+    assert working_containers(f"p{nonce}") == [] and working_containers(f"q{nonce}") == []
+
+
+def test_interrupt_while_stages_build_side_by_side_leaves_nothing(tmp_path, busybox_image, nonce):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import leftover_mounts
+
+    forever = f"echo started; while :; do sleep 1; done # {nonce}"
+    recipe = tmp_path / "shlax.toml"
+    recipe.write_text(textwrap.dedent(f"""
+        [targets.p{nonce}]
+        base = "{busybox_image}"
+        steps = [ {{ run = ["sh", "-c", "{forever}"] }} ]
+
+        [targets.q{nonce}]
+        base = "{busybox_image}"
+        steps = [ {{ run = ["sh", "-c", "{forever} q"] }} ]
+
+        [targets.r{nonce}]
+        base = "{busybox_image}"
+        steps = [
+          {{ copy = {{ from = "p{nonce}", src = "/bin", dest = "/p" }} }},
+          {{ copy = {{ from = "q{nonce}", src = "/bin", dest = "/q" }} }},
+        ]
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "shlax_core", "run", str(recipe), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NO_COLOR": "1"})
+    assert proc.stdout is not None
+    started = 0
+    for line in proc.stdout:  # both stages' steps are running
+        started += '"started"' in line
+        if started == 2:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    for t in ("p", "q", "r"):
+        assert working_containers(f"{t}{nonce}") == []
+    assert leftover_mounts() == []
+    assert not subprocess.run(["pgrep", "-f", f"done # {nonce}"], capture_output=True).stdout

@@ -21,13 +21,13 @@ untagged, its image kept in the layer cache only: the image backend decides from
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 from shlax_core.errors import RecipeError, ShlaxError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import threading
+
     from shlax_core.actions import Action
     from shlax_core.backends import ImageBackend
     from shlax_core.recipe import Recipe, Step, Target
@@ -148,7 +148,7 @@ def graph(recipe: "Recipe", names: Sequence[str]) -> list[str]:
     return lines
 
 
-def build_parallel(resolved: Sequence["Resolved"], build: Callable[["Resolved"], Any], abort: threading.Event,
+def build_parallel(resolved: Sequence["Resolved"], build: Callable[["Resolved"], Any], abort: "threading.Event",
                    jobs: int, results: list[Any]) -> dict[str, Any]:
     """Build the stages of the run (image targets others copy from), each once the stages it
     copies from are built, independent ones at the same time; their results by target name.
@@ -158,6 +158,8 @@ def build_parallel(resolved: Sequence["Resolved"], build: Callable[["Resolved"],
     (:func:`shlax_core.process.stop_workers`; each stage removes its working container), and
     what finished goes to ``results`` for the recap before the interrupt goes on.
     """
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
     from shlax_core.backends import ImageBackend
 
     todo = {r.target.name: r for r in resolved if r.target.feeds and issubclass(r.backend_cls, ImageBackend)}

@@ -203,7 +203,7 @@ class ImageBackend(Backend):
         step that copies from it (``copy`` with ``from``), pulled when missing unless offline or
         in a plan; None when a plan cannot see it. Called after :meth:`base_key`."""
         raise Unsupported(f"the {self.name or 'selected'} backend cannot copy from another image",
-                          hint="copy from an image in an image build (the buildah backend)")
+                          hint="copy from an image in an image build")
 
     def copy_from(self, image: str, sources: Sequence[str], dest: str, *, owner: Optional[str] = None,
                   mode: Optional[str] = None) -> None:

@@ -8,7 +8,7 @@ puts them in the step's key (raw, as written: the base image is already in the k
 step's context expands them when its first command runs.
 
 ``${NAME}`` in a value expands to the value set earlier, or else to the variable's starting
-value: the image's own environment (``PATH`` is buildah's default when the image sets none), or
+value: the image's own environment (``PATH`` is the image backend's default when the image sets none), or
 the machine's on host targets. A name defined nowhere is an error at the declaration's
 ``file:line``, not an empty string: ``PATH = "/opt/venv/bin:${PAHT}"`` expanding to
 ``/opt/venv/bin:`` would break every later command with "not found", far from the typo.

@@ -14,9 +14,9 @@ of the recipe (a *stage*) or any image reference. The runner asks this module fo
 - :func:`built`: a stage's image, once built (or found up to date by a plan).
 
 Stages build in dependency order, independent ones at the same time (:func:`build_parallel`,
-``--jobs`` at most); the other targets then run one after the other, as before. A target other targets copy from (:attr:`Target.feeds`) may stay
-untagged, its image kept in the layer cache only: the image backend decides from its own options
-(e.g. when it sets no image name).
+``--jobs`` at most); the other targets then run one after the other, as before. A target other
+targets copy from (:attr:`Target.feeds`) may stay untagged, its image kept in the layer cache
+only: the image backend decides from its own options (e.g. when it sets no image name).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ A backend only moves bytes and runs argv lists; it knows no package manager.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
@@ -62,6 +63,10 @@ class Stat:
     digest: Optional[str] = None
     is_dir: bool = False
     owner: Optional[str] = None  # "user:group"
+
+
+#: prints variable "$1" (a checked name) and exits 0, or exits 1 when it is unset
+START_ENV_SCRIPT = 'eval "isset=\\${$1+x} value=\\${$1-}"; [ -n "$isset" ] || exit 1; printf "%s" "$value"'
 
 
 class Backend:
@@ -154,9 +159,12 @@ class Backend:
     def start_env(self, name: str) -> Optional[str]:
         """The starting value of environment variable ``name`` for the steps' commands, or None
         when unset: what a build-wide ``${NAME}`` expands to when no earlier ``env`` sets it
-        (:mod:`shlax_core.buildenv`). Asked once per name and machine. The default runs
-        ``printenv NAME`` on the target; image backends answer from the image's configuration."""
-        res = self.run(["printenv", name], check=False, capture=True)
+        (:mod:`shlax_core.buildenv`). Asked once per name and machine. The default runs a fixed
+        ``sh`` script on the target (busybox has no ``printenv``), the name as its argument and
+        checked first; image backends answer from the image's configuration."""
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            return None
+        res = self.run(["sh", "-c", START_ENV_SCRIPT, "sh", name], check=False, capture=True)
         return res.output if res.ok else None
 
     def host_facts(self) -> dict[str, str]:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Op
 
 import pytest
 
-from shlax_core.backends import Backend, Become, ImageBackend, Mount, Stat, parse_os_release
+from shlax_core.backends import Backend, Become, ImageBackend, Mount, Stat, START_ENV_SCRIPT, parse_os_release
 from shlax_core.errors import StepFailed, Unsupported
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,6 +58,7 @@ __all__ = ["BackendContract", "started", "emulate", "PROBES"]
 ARGS = ': shlax-args; for a; do printf "[%s]\\n" "$a"; done'
 ENV = ': shlax-env; printf "%s|%s" "$SHLAX_A" "$SHLAX_B"'
 PWD = ": shlax-pwd; pwd"
+ENV_PATH = ': shlax-env-path; printf "%s" "$PATH"'
 USER = ": shlax-user; id -un"
 CAT = ": shlax-cat; cat"
 DIGEST = ': shlax-digest; cat > "$1" && wc -c < "$1" && sha256sum < "$1" && rm -f -- "$1"'
@@ -69,7 +70,7 @@ MKDIR = ': shlax-mkdir; mkdir -p -- "$1"'
 READ = ': shlax-read; cat -- "$1"'
 WRITE = ': shlax-write; printf "%s" "$2" > "$1"'
 READLINK = ': shlax-readlink; readlink "$1"'
-PROBES = (ARGS, ENV, PWD, USER, CAT, DIGEST, EXIT, LIVE, TOUCH, MKDIR, READ, WRITE, READLINK)
+PROBES = (ARGS, ENV, PWD, USER, CAT, DIGEST, EXIT, LIVE, TOUCH, MKDIR, READ, WRITE, READLINK, ENV_PATH)
 
 #: arguments a wrapper (a shell, sudo, env, ssh, chroot) must not re-split, expand or parse
 TRICKY = ["two words", "it's", 'say "hi"', "$HOME", "`id`", "$(id)", "a;b", "a && b", "x|y", "-n",
@@ -193,6 +194,14 @@ class BackendContract:
         inner = f"{scratch}/with space"
         backend.run(probe(MKDIR, inner))
         assert backend.run(probe(PWD), workdir=inner, capture=True).output == inner
+
+    def test_start_env_is_what_commands_get(self, backend: Backend) -> None:
+        """A build-wide ``${PATH}`` expands to the PATH the target's commands start with; an unset
+        variable is None (an error for the user, never an empty string)."""
+        path = backend.start_env("PATH")
+        assert path, "every target has a PATH its commands are looked up in"
+        assert backend.run(probe(ENV_PATH), capture=True).output == path
+        assert backend.start_env("SHLAX_SURELY_UNSET_8d1f") is None
 
     def test_user(self, backend: Backend, contract_user: str) -> None:
         assert backend.run(probe(USER), user=contract_user, capture=True).output == contract_user
@@ -356,12 +365,19 @@ class BackendContract:
 
 # -- what the recording fakes answer ----------------------------------------------------------------
 
+#: the environment a fake target's commands start with
+FAKE_START_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+
+
 def emulate(argv: Sequence[str], *, env: Mapping[str, str], workdir: Optional[str], user: Optional[str],
             stdin: Optional[bytes], mounts: Sequence[Mount], fs: "FakeFS",
             become: Optional[Become] = None) -> Optional[tuple[int, Iterable[str]]]:
     """The exit code and output lines a probe would give, computed from what the fake was
     handed; None for any other command. ``fs`` is the fake's in-memory file table. The lines are
     produced lazily: :data:`LIVE` looks for its marker only after "first" was delivered."""
+    if list(argv[:4]) == ["sh", "-c", START_ENV_SCRIPT, "sh"] and len(argv) == 5:  # Backend.start_env
+        value = {**FAKE_START_ENV, **env}.get(argv[4])
+        return (1, []) if value is None else (0, [value])
     if len(argv) < 4 or list(argv[:2]) != ["sh", "-c"] or argv[2] not in PROBES or argv[3] != "sh":
         return None
     script, args = argv[2], list(argv[4:])
@@ -372,6 +388,8 @@ def emulate(argv: Sequence[str], *, env: Mapping[str, str], workdir: Optional[st
         return 0, [f"{env.get('SHLAX_A', '')}|{env.get('SHLAX_B', '')}"]
     if script == PWD:
         return 0, [workdir or "/"]
+    if script == ENV_PATH:
+        return 0, [{**FAKE_START_ENV, **env}["PATH"]]
     if script == USER:
         if user is None and become is not None:
             user = (become.user or "root") if become.enabled else "login"

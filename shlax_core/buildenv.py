@@ -26,6 +26,9 @@ from shlax_core import names
 from shlax_core.errors import RecipeError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Sequence
+
+    from shlax_core.actions import Action
     from shlax_core.backends import Backend
     from shlax_core.locate import Locator
 
@@ -163,3 +166,15 @@ def resolve(settings: Settings, backend: "Backend") -> tuple[dict[str, str], Opt
         if problem:
             raise RecipeError(f"{settings.workdir.path}: {problem} (after expansion)", where=settings.workdir.where)
     return env, workdir
+
+
+def check(actions: "Sequence[Action]", backend: "Backend") -> None:
+    """Expand every step's settings once before an image build runs any step: an undefined
+    ``${NAME}`` is then an error before anything is built (the image's environment is known
+    from its configuration, at no cost)."""
+    seen: set[int] = set()
+    for action in actions:
+        settings = action.step.settings
+        if action.runs_commands and settings and id(settings) not in seen:
+            seen.add(id(settings))
+            resolve(settings, backend)

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Iterator, Optional
 
-from shlax_core import __version__, stages
+from shlax_core import __version__, buildenv, stages
 from shlax_core.actions import Action, StepContext
 from shlax_core.backends import Backend, ImageBackend
 from shlax_core.binding import Binder, become_of
@@ -262,6 +262,8 @@ class Runner(HostRuns):
             backend.open()
             base_id = backend.base_key()  # None: a plan that cannot see the base (run would pull it)
             stages.bind(r.actions, backend, self.session, self.recipe)  # copies from images: their IDs
+            if base_id is not None:  # an undefined ${NAME} in a build-wide env: an error before any step
+                buildenv.check(r.actions, backend)
             phases = [Phases() for _ in r.actions]
             bodies: list[dict[str, Any]] = []
             for a, ph in zip(r.actions, phases):

@@ -88,15 +88,19 @@ def test_undefined_variable_is_an_error_at_its_line(tmp_path, busybox_image, non
         base = "{busybox_image}"
         image = "localhost/shlax-test-env-{nonce}"
         steps = [
+          {{ run = ["touch", "/{nonce}"] }},
           {{ env = {{ PATH = "/opt/bin:${{PAHT}}" }} }},
           {{ run = ["true"] }},
         ]
     """))
-    proc = run_shlax("run", str(recipe))
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    out = proc.stdout + proc.stderr
-    assert "shlax.toml:6:" in out and "${PAHT} is not defined" in out, out
-    assert "Traceback" not in out
+    for command in ("plan", "run"):
+        proc = run_shlax(command, str(recipe), "--json")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        out = proc.stdout + proc.stderr
+        assert "shlax.toml:7:" in out and "${PAHT} is not defined" in out, out
+        assert "Traceback" not in out
+        # found before any step ran: the step before it did not run either
+        assert not [e for e in events(proc.stdout) if e["event"] == "step_start"]
     assert working_containers(f"u{nonce}") == []
 
 

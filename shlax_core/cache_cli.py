@@ -55,6 +55,7 @@ def du(path: Path) -> int:
 
 def _layer_backends() -> list[Any]:
     """Installed image backends that keep layers (guarded: a broken one is skipped with a note)."""
+    from shlax_core.backends import ImageBackend
     from shlax_core.plugins import Plugins
 
     plugins = Plugins()
@@ -65,7 +66,7 @@ def _layer_backends() -> list[Any]:
         except ShlaxError as exc:
             click.echo(f"note: {exc.message}", err=True)
             continue
-        if hasattr(cls, "list_layers"):
+        if isinstance(cls, type) and issubclass(cls, ImageBackend) and cls.keeps_layers:
             found.append(cls)
     return found
 
@@ -216,7 +217,7 @@ def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, 
                          hint="e.g. shlax cache prune --older-than 7d --max-size 10G")
     backends = _layer_backends()
     for backend in backends:  # what killed builds left behind (never a live build's)
-        for line in getattr(backend, "clean_orphans", lambda dry_run: [])(dry_run=dry_run):
+        for line in backend.clean_orphans(dry_run=dry_run):
             click.echo(f"warning: {line}")
     layers = sorted(_layers(backends), key=lambda r: r["used"] or 0)  # coldest first
     doomed: list[dict[str, Any]] = []

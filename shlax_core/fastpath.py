@@ -11,7 +11,7 @@ the run's outcome depended on (docs/layers.md, "The no-op fast path"):
   (:func:`shlax_core.entrypoints.select`, ``SHLAX_DISABLE_PLUGINS`` included) is made again;
 - the signature of every host file and directory the steps read (taken *before* reading them);
 - per target, the backend's entry-point name and what the backend says it can check cheaply
-  (:meth:`~shlax_core.backends.ImageBackend.fastpath_info`): for buildah, that the recipe's base
+  (:meth:`~shlax_core.backends.ImageBackend.fastpath_info`): e.g. that the recipe's base
   reference still resolves to the recorded base image ID and that the final image still carries
   its names and its final key.
 
@@ -143,6 +143,9 @@ class Recording:
         keys, the final image's last; ``templates``: the files its templates read, signed before
         reading them."""
         if not self.ok:
+            return
+        if resolved.target.plugin_keys:  # a plugin's work on every run (a registry push...)
+            self.ok = False
             return
         info = backend.fastpath_info(image, keys) if image else None
         guards = [a.guards(session) for a in resolved.actions]

@@ -114,6 +114,8 @@ class Plugins:
         self._scanned: Any = None
         self._loaded: dict[tuple[str, str], Any] = {}
         self._hooks_loaded = False
+        self._hook_errors: list[PluginError] = []
+        self._options: Optional[list[Any]] = None
 
     # -- metadata (no import) -----------------------------------------------------------------
     def scanned(self) -> Any:
@@ -215,7 +217,8 @@ class Plugins:
         a broken plugin must not break runs that do not need it.
         """
         if self._hooks_loaded:
-            return []
+            errors, self._hook_errors = self._hook_errors, []  # loaded early for options: said once
+            return errors
         self._hooks_loaded = True
         errors = []
         for name in self.names("hooks"):
@@ -224,6 +227,15 @@ class Plugins:
             except PluginError as exc:
                 errors.append(exc)
         return errors
+
+    def plugin_options(self) -> list[Any]:
+        """Every :class:`~shlax_core.options.PluginOptions` the hook plugins declare (``run`` and
+        ``plan`` only: this loads the hook plugins; their load errors are kept for the runner)."""
+        if self._options is None:
+            if not self._hooks_loaded:
+                self._hook_errors = self.load_hooks()
+            self._options = [o for o in self.pm.hook.shlax_plugin_options() if o is not None]
+        return self._options
 
     # -- listing ------------------------------------------------------------------------------
     def inventory(self) -> list[dict[str, Any]]:

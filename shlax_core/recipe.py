@@ -97,6 +97,10 @@ class Target:
     locate: Optional[Locator] = field(repr=False, default=None)
     #: the target's own ``vars`` table (over the recipe's ``[vars]``)
     vars: dict[str, Any] = field(default_factory=dict)
+    #: the keys plugins own (``shlax_plugin_options``), validated, by plugin: set when resolved
+    parts: dict[str, Any] = field(default_factory=dict)
+    #: which of the target's keys were plugins' (such a target is never on the fast path)
+    plugin_keys: set[str] = field(default_factory=set)
 
     def where_of(self, key: str) -> str:
         """``file:line`` of one of this target's keys (``base``, ``hosts[1]``), for backends' errors."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from shlax_core import params as P
 from shlax_core.actions import Action
-from shlax_core.backends import Backend
+from shlax_core.backends import Backend, ImageBackend
 from shlax_core.binding import StepPlan, known_keys, plan_step
 from shlax_core.variables import has_templates
 from shlax_core.errors import RecipeError, ShlaxError, place
@@ -43,7 +43,8 @@ def resolve(recipe: Recipe, names: tuple[str, ...] | list[str], session: Session
     for target in recipe.select(names):
         try:
             backend_cls = plugins.load("backend", target.backend, where=recipe.locate(f"{target.path}.backend"))
-            bparams = P.build(backend_cls.Params, target.options, path=target.path, locate=recipe.locate,
+            options = _plugin_parts(target, backend_cls, plugins, recipe)
+            bparams = P.build(backend_cls.Params, options, path=target.path, locate=recipe.locate,
                               what="option")
         except ShlaxError as exc:
             raise place(exc, recipe.locate, target.path) from None
@@ -56,6 +57,25 @@ def resolve(recipe: Recipe, names: tuple[str, ...] | list[str], session: Session
                             plans, handlers))
     _check_unused_lists(recipe, session)
     return out
+
+
+def _plugin_parts(target: Target, backend_cls: type[Backend], plugins: Any, recipe: Recipe) -> dict[str, Any]:
+    """Take the target keys plugins own (``shlax_plugin_options``) out of its options, each plugin's
+    validated into its ``Params`` (``target.parts[owner]``); the rest is the backend's. A key the
+    backend declares stays the backend's."""
+    kind = "image" if issubclass(backend_cls, ImageBackend) else "host"
+    rest = dict(target.options)
+    own = set(P.fields(backend_cls.Params))
+    target.parts, target.plugin_keys = {}, set()
+    for declared in plugins.plugin_options():
+        if declared.Params is None or kind not in declared.kinds:
+            continue
+        keys = set(P.fields(declared.Params)) - own
+        mine = {k: rest.pop(k) for k in list(rest) if k in keys}
+        target.parts[declared.owner] = P.build(declared.Params, mine, path=target.path, locate=recipe.locate,
+                                               what="option")
+        target.plugin_keys.update(mine)
+    return rest
 
 
 def _plan(step: Step, backend_cls: type[Backend], plugins: Any, recipe: Recipe) -> StepPlan:

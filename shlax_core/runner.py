@@ -98,11 +98,10 @@ class Runner(HostRuns):
                 return reexec.run_under(prefix)
 
         opts = self.session.options
-        self._cli_vars = parse_cli(opts.get("vars"))
-        # a run with --var records nothing: the fast path knows only the recipe's own variables
-        plain = not (plan or self.session.no_cache or self.session.pull or opts.get("push")
-                     or opts.get("cache_to") or opts.get("cache_from") or not opts.get("tls_verify", True)
-                     or self._cli_vars)
+        self._cli_vars = parse_cli(list(opts.vars))
+        # a run with --var records nothing: the fast path knows only the recipe's own variables;
+        # nor one with a plugin's option (registry work on every run)
+        plain = not (plan or self.session.no_cache or self.session.pull or opts.given or self._cli_vars)
         self._fast = fastpath.Recording() if plain and fastpath.enabled() else None
         if not plan:  # a plan changes nothing, the record included
             fastpath.forget(self.recipe.path, list(names))
@@ -362,7 +361,7 @@ class Runner(HostRuns):
                 with self._hooks(target_phases):
                     for key in [*merged_keys, final_key]:
                         self.session.hook.shlax_layer_committed(backend=backend, key=key, image=result.image)
-            with self._hooks(target_phases, final=True):
+            with self._hooks(target_phases):
                 self.session.hook.shlax_image_built(backend=backend, image=result.image, keys=[*step_keys, final_key])
             history.save(self.recipe.path, target.name, parts)
             cached = result.counts.get("cached", 0)
@@ -398,13 +397,15 @@ class Runner(HostRuns):
         return result
 
     @contextlib.contextmanager
-    def _hooks(self, phases: Phases, final: bool = False) -> Iterator[None]:
-        """Time the commit hooks: "push" when the run pushes (--cache-to, or --push for the
-        image), else "hooks", shown only when some plugin's hook took a noticeable time."""
+    def _hooks(self, phases: Phases) -> Iterator[None]:
+        """Time the commit hooks: under the phase a plugin whose options the user gave names
+        (the registry's "push"), else "hooks", shown only when some plugin's hook took a
+        noticeable time."""
         opts = self.session.options
-        pushing = bool(opts.get("cache_to") or (final and opts.get("push")))
+        named = [opts.phases.get(owner, "hooks") for owner in sorted(opts.given)]
+        phase = next((n for n in named if n != "hooks"), None)
         wall, started = time.time(), time.monotonic()
         yield
         took = time.monotonic() - started
-        if pushing or took >= 0.005:
-            phases.add("push" if pushing else "hooks", wall, took)
+        if phase is not None or took >= 0.005:
+            phases.add(phase or "hooks", wall, took)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 from shlax_core import inroot, names, process
-from shlax_core.backends import Become, ImageBackend, Mount, Stat
+from shlax_core.backends import Become, ImageBackend, Layer, Mount, Stat, Transfer
 from shlax_core.cache import usage
 from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.imageconfig import ImageConfig
@@ -32,7 +32,7 @@ from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import chroot, isolation, owners, runconfig, store
+from shlax_buildah import chroot, isolation, owners, runconfig, store, transfer
 from shlax_buildah.cli import Buildah
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
@@ -71,13 +71,8 @@ class BuildahParams:
     isolation: Optional[Literal["oci", "chroot", "rootless"]] = doc(
         "how buildah isolates steps; default: chosen for this host (chroot where the OCI runtime cannot work)",
         None)
-    push: bool = doc("push the final image to its registry name after the build (like --push)", False)
     root: Optional[str] = doc("buildah storage root (--root), for a separate image store", None)
     runroot: Optional[str] = doc("buildah run root (--runroot), with `root`", None)
-    cache_to: Optional[str] = doc("registry repository to push every step layer to, tagged by key (like --cache-to)",
-                                  None)
-    cache_from: Optional[str] = doc("registry repository to pull missing step layers from (like --cache-from)", None)
-    tls_verify: bool = doc("verify registry TLS for push and the layer cache; false for plain-HTTP registries", True)
     builder: Optional[BuilderSpec] = doc(
         'build on another machine over SSH: "user@host[:port]" or a table { host, user, port, identity, become, '
         'host_key_checking, known_hosts, ssh_config, jump, options, connect_timeout }; buildah, its image '
@@ -103,10 +98,6 @@ class BuildahParams:
             problem = names.absolute_path(value, what=key) if value is not None else None
             if problem:
                 return (key, problem)
-        for key in ("cache_to", "cache_from"):
-            value = getattr(self, key)
-            if value is not None and (not value.strip() or value.startswith("-")):
-                return (key, f"{value!r} is not a registry repository (e.g. \"reg.example:5000/cache/app\")")
         return None
 
 
@@ -161,6 +152,8 @@ class BuildahBackend(ImageBackend):
 
     Params = BuildahParams
     supports_become = True
+    keeps_layers = True
+    transfers_layers = True
 
     def __init__(self, target: Any, params: BuildahParams, session: Any, label: Optional[str] = None):
         super().__init__(target, params, session, label or target.name)
@@ -251,8 +244,8 @@ class BuildahBackend(ImageBackend):
                 raise ShlaxError(f"base image {base!r} is not in the local store and --offline forbids pulling",
                                  where=self.target.where_of("base"), hint=f"run once online, or: buildah pull {base}")
             self.session.reporter.emit("info", message=f"pulling {ref}", target=self.target.name)
-            verify = self.session.options.get("tls_verify", True) and self.params.tls_verify
-            self.buildah.stream(["pull", f"--tls-verify={str(bool(verify)).lower()}", "--", ref], output=self.log)
+            # TLS as registries.conf says (``insecure = true`` for a plain-HTTP registry)
+            self.buildah.stream(["pull", "--", ref], output=self.log)
             image_id = self.buildah.image_id(ref)
             if image_id is None:
                 raise StepFailed(f"pulled {ref} but cannot find it in the store")
@@ -265,8 +258,8 @@ class BuildahBackend(ImageBackend):
         the same ID (the first key's parent), the host files a base source read to name it, and
         the final image still holding the target's names and the final key's cache name."""
         p = self.params
-        if self.remote is not None or p.push or p.cache_to or p.cache_from:
-            return None  # registry work or a remote store: every run must really run
+        if self.remote is not None:
+            return None  # a remote store: every run must really run
         if self.base_guards is None:
             return None  # a base source that did not say what its answer depends on
         return {"root": p.root, "runroot": p.runroot, "base": self._base_name, "base_id": self._base_ref,
@@ -297,10 +290,10 @@ class BuildahBackend(ImageBackend):
     def _local_image(self, ref: str) -> Optional[str]:
         return resolve_local(self.images(), ref, self.buildah)
 
-    def lookup(self, keys: Sequence[str]) -> dict[str, str]:
+    def lookup(self, keys: Sequence[str], *, fresh: bool = False) -> dict[str, str]:
         wanted = {f"{CACHE_REPO}:{k}": k for k in keys}
         found = {}
-        for image in self.images():
+        for image in self.images(refresh=fresh):
             for name in image.get("names") or []:
                 if name in wanted:
                     found[wanted[name]] = image["id"]
@@ -308,7 +301,19 @@ class BuildahBackend(ImageBackend):
             usage.touch(found)
         return found
 
-    def adopt(self, key: str, image: str) -> None:
+    # -- the layer-transfer protocol (shlax-plugin-registry) -------------------------------------
+    def pull_layer(self, key: str, ref: str, how: Transfer) -> str:
+        image = transfer.pull(self.buildah, ref, how)
+        self._adopt(key, image)
+        return image
+
+    def push_layer(self, key: str, image: str, ref: str, how: Transfer) -> None:
+        transfer.push_layer(self.buildah, image, ref, how)
+
+    def push_image(self, name: str, ref: str, how: Transfer) -> str:
+        return transfer.push_image(self.buildah, name, ref, how, self.log)
+
+    def _adopt(self, key: str, image: str) -> None:
         """Take ``image`` (just pulled from a layer cache) as the layer for ``key``. Its cache name
         is given with the next ``buildah tag`` (the final image's, usually: one call instead of
         two), or at :meth:`close` when the build stops before that."""
@@ -661,20 +666,10 @@ class BuildahBackend(ImageBackend):
                 self._adopted.pop(n, None)
         if self._adopted:
             self._tag_adopted()
-        if self.params.push or self.session.options.get("push"):
-            self.push()
-
-    def push(self) -> None:
-        if self.session.hook.shlax_push_image(backend=self, names=self.names()):
-            return  # a plugin pushed (shlax-plugin-registry: credentials, TLS, retries)
-        tls = "true" if self.session.options.get("tls_verify", True) else "false"
-        for name in self.names():
-            self.session.reporter.emit("info", message=f"pushing {name}", target=self.target.name)
-            self.buildah.stream(["push", f"--tls-verify={tls}", "--", name, f"docker://{name}"], output=self.log)
 
     # -- cache maintenance (shlax cache ls / prune) --------------------------------------------
     @classmethod
-    def list_layers(cls) -> list[dict[str, Any]]:
+    def list_layers(cls) -> list[Layer]:
         """Every ``localhost/shlax-cache:KEY`` name in the store, made under any SHLAX_CACHE_DIR.
 
         ``size`` is the layer's own bytes (its step's changes), not the image's: a cache image
@@ -705,12 +700,11 @@ class BuildahBackend(ImageBackend):
             else:  # not a store layout we read: the last layer of the image's manifest
                 layer, size = _top_layer(b, image["id"])
             for name in cache:
-                row = {"key": name.split(":", 1)[1], "image": image["id"], "name": name,
-                       "size": size, "layer": layer or image["id"], "created": image.get("created")}
+                row = Layer(key=name.split(":", 1)[1], image=image["id"], name=name, size=size,
+                            layer=layer or image["id"], created=image.get("created"))
                 if freeable is not None:
                     row["parts"] = freeable.get(image["id"], {})
                 rows.append(row)
-        return rows
         return rows
 
     @classmethod

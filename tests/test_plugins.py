@@ -119,8 +119,7 @@ print("MODULES", " ".join(sorted(sys.modules)))
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["run", "--help"], ["plan", "--help"], ["cache", "--help"],
-                                  ["--version"]])
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["cache", "--help"], ["--version"]])
 def test_help_imports_no_plugin(test_plugins, tmp_path: Path, argv: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", LOADED.format(argv=argv)], capture_output=True, text=True,
                           cwd=tmp_path)
@@ -130,6 +129,23 @@ def test_help_imports_no_plugin(test_plugins, tmp_path: Path, argv: list[str]) -
     assert not [m for m in modules if m.startswith(("shlax_core.builtin", "stevedore", "rich", "jinja2"))]
     if argv == ["--help"]:
         assert "hello" in proc.stdout  # the plugin command is listed, from its entry-point name
+        assert "--cache-to" not in proc.stdout
+
+
+@pytest.mark.parametrize("argv", [["run", "--help"], ["plan", "--help"]])
+def test_run_help_imports_only_hook_plugins(test_plugins, tmp_path: Path, argv: list[str]) -> None:
+    """``run``/``plan --help`` list the options plugins add (docs/plugins.md, "Plugin options"):
+    the hook plugins are loaded for that, as for every run; no action, backend or cache is."""
+    from shlax_core.plugins import Plugins
+
+    proc = subprocess.run([sys.executable, "-c", LOADED.format(argv=argv)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    text, modules = proc.stdout.split("MODULES", 1)
+    hooks = {ep.value.split(":")[0].split(".")[0] for eps in Plugins().eps("hooks").values() for ep in eps}
+    plugin_modules = {m.split(".")[0] for m in modules.split() if m.startswith("shlax_") and not m.startswith("shlax_core")}
+    assert plugin_modules <= hooks
+    assert not [m for m in modules.split() if m.startswith(("shlax_core.builtin", "rich", "jinja2"))]
+    assert "--cache-to REGISTRY/REPO" in text and "--no-tls-verify" in text  # shlax-plugin-registry's
 
 
 def test_run_imports_only_what_the_recipe_names(test_plugins, tmp_path: Path) -> None:

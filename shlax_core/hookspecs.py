@@ -17,7 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from shlax_core.actions import StepContext
-    from shlax_core.backends import Backend, Mount
+    from shlax_core.backends import Backend, Mount, Transfer
     from shlax_core.options import PluginOptions
     from shlax_core.recipe import Step, Target
 
@@ -127,6 +127,17 @@ def shlax_image_built(backend: "Backend", image: str, keys: list[str]) -> None:
     :param backend: the image backend, still open.
     :param image: the final image ID.
     :param keys: every step key of the target in build order, the final image key last.
+    """
+
+
+@hookspec(firstresult=True)
+def shlax_transfer(backend: "Backend") -> Optional["Transfer"]:
+    """How this image backend reaches registries for its own pulls (the base image): TLS and
+    credentials, from the plugin that owns the registry options. First non-None result wins;
+    with none, the backend's tools decide (``registries.conf``, ``buildah login``).
+
+    :param backend: the image backend about to pull.
+    :return: a :class:`~shlax_core.backends.Transfer`, or None.
     """
 
 

@@ -231,7 +231,8 @@ class RecordingImage(_Recording, ImageBackend):
     def base_key(self) -> str:
         # like a real image backend, let shlax_base_image plugins provide the base
         ref = self.session.hook.shlax_base_image(spec=self.params.base, backend=self)
-        self._record("base", spec=self.params.base, ref=ref)
+        # and, as a backend that pulls would, asks how to reach registries
+        self._record("base", spec=self.params.base, ref=ref, transfer=self.session.hook.shlax_transfer(backend=self))
         return "base:" + (ref or self.params.base)
 
     def lookup(self, keys: Sequence[str], *, fresh: bool = False) -> dict[str, str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fixtures_plugins import test_plugins  # noqa: F401
 from test_recipe_errors import shlax_cli
 from shlax_core import hookspecs
-from shlax_core.backends import Mount
+from shlax_core.backends import Mount, Transfer
 from shlax_core.hookspecs import hookimpl
 from shlax_core.options import PluginOptions, RunOptions
 from shlax_core.params import doc
@@ -277,6 +277,19 @@ def test_hook_shlax_plugin_options(shlax_recipe) -> None:
     ctx = click.Context(run, obj=None)
     ctx.meta["shlax.plugins"] = project.plugins()
     assert "shout" in [p.name for p in PluginOptionsCommand.get_params(run, ctx)]
+
+
+def test_hook_shlax_transfer(shlax_recipe) -> None:
+    class Insecure:
+        @hookimpl(tryfirst=True)  # before an installed registry plugin's
+        def shlax_transfer(self, backend):
+            return Transfer(tls_verify=False, credentials=("u", "p"))
+
+    (base,) = [c for c in shlax_recipe(IMAGE, hooks=[Insecure()]).run().calls if c["call"] == "base"]
+    assert base["transfer"] == Transfer(tls_verify=False, credentials=("u", "p"))
+    (base,) = [c for c in shlax_recipe(IMAGE).run().calls if c["call"] == "base"]
+    # no answer (the backend's tools decide), or the installed registry plugin's defaults
+    assert base["transfer"] in (None, Transfer())
 
 
 def test_trace_hooks(tmp_path: Path) -> None:

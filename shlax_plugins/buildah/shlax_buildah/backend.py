@@ -244,8 +244,10 @@ class BuildahBackend(ImageBackend):
                 raise ShlaxError(f"base image {base!r} is not in the local store and --offline forbids pulling",
                                  where=self.target.where_of("base"), hint=f"run once online, or: buildah pull {base}")
             self.session.reporter.emit("info", message=f"pulling {ref}", target=self.target.name)
-            # TLS as registries.conf says (``insecure = true`` for a plain-HTTP registry)
-            self.buildah.stream(["pull", "--", ref], output=self.log)
+            # TLS and credentials from the plugin owning the registry options (shlax-plugin-registry:
+            # --no-tls-verify), else as buildah's registries.conf and auth files say
+            how = self.session.hook.shlax_transfer(backend=self) or Transfer()
+            transfer.pull_base(self.buildah, ref, how, self.log)
             image_id = self.buildah.image_id(ref)
             if image_id is None:
                 raise StepFailed(f"pulled {ref} but cannot find it in the store")

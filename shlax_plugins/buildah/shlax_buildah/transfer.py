@@ -120,6 +120,12 @@ def pull(b: Buildah, ref: str, transfer: Transfer) -> str:
     return image
 
 
+def pull_base(b: Buildah, ref: str, how: Transfer, output: Callable[[str], Any]) -> None:
+    """Pull a base image with buildah's progress streamed to ``output`` (a failure fails the target)."""
+    with _auth(b, ref, how) as creds:
+        b.stream(["pull", _tls(how), *creds, "--", ref], output=output)
+
+
 def push_layer(b: Buildah, image: str, ref: str, transfer: Transfer) -> None:
     with auth_args(b, ref, transfer) as creds:
         res = b("push", "--quiet", _tls(transfer), "--retry", "1", *creds, image, f"docker://{ref}", check=False)

@@ -46,6 +46,13 @@ def _transfer(backend: Any, s: Settings, ref: refs.Ref) -> Transfer:
                     credentials=auth.login(ref.host, ref.repo, state(backend.session).credentials))
 
 
+@hookimpl
+def shlax_transfer(backend: Any) -> Transfer:
+    """The backend's own pulls (its base image) take ``--no-tls-verify`` / ``tls_verify = false``
+    and the environment's credentials too."""
+    return _transfer(of(backend))
+
+
 def _warn(backend: Any, message: str) -> None:
     backend.session.reporter.emit("warning", message=message, target=backend.target.name)
 

@@ -211,6 +211,8 @@ class BuildahBackend(ImageBackend):
     def images(self, refresh: bool = False) -> list[dict[str, Any]]:
         if self._images is None or refresh:
             self._images = self.buildah.images()
+            for name, image in self._adopted.items():  # pulled layers whose cache name is still to give
+                self._listed(name, image)
         return self._images
 
     def base_key(self) -> str:
@@ -321,6 +323,10 @@ class BuildahBackend(ImageBackend):
         two), or at :meth:`close` when the build stops before that."""
         name = f"{CACHE_REPO}:{key}"
         self._adopted[name] = image
+        self._listed(name, image)
+
+    def _listed(self, name: str, image: str) -> None:
+        """Put ``name`` on ``image`` in the in-memory listing."""
         images = self.images()
         entry = next((i for i in images if i["id"] == image), None)
         if entry is None:

@@ -232,7 +232,9 @@ def check(recipe: Path, targets: list[str]) -> Optional[dict[str, Any]]:
 
 def replay(record: dict[str, Any], json_mode: bool, started: float) -> None:
     """Report the run exactly as an all-cached run reports it."""
+    from shlax_core.events import Outcome
     from shlax_core.output import JsonReporter, PlainReporter
+    from shlax_core.status import Status
 
     reporter = JsonReporter() if json_mode else PlainReporter()
     reporter.emit("run_start", recipe=record["recipe"], plan=False,
@@ -242,10 +244,10 @@ def replay(record: dict[str, Any], json_mode: bool, started: float) -> None:
         total = len(image["steps"])
         reporter.emit("target_start", **where, backend=image["backend"], steps=total, plan=False)
         for index, (step, path) in enumerate(zip(image["steps"], image["paths"]), 1):
-            reporter.emit("step_end", **where, index=index, total=total, step=step, path=path, status="cached")
+            reporter.emit("step_end", **where, index=index, total=total, step=step, path=path, status=Status.CACHED)
         reporter.emit("target_end", **where, summary=image["summary"], image=image["image"],
                       elapsed=time.monotonic() - started)
-    reporter.emit("run_end", status="success", elapsed=time.monotonic() - started, recap=[], recap_lines=[])
+    reporter.emit("run_end", status=Outcome.SUCCESS, elapsed=time.monotonic() - started, recap=[], recap_lines=[])
 
 
 def _terminated(signum: int, _frame: Any) -> None:

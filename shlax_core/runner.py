@@ -18,6 +18,7 @@ from shlax_core.actions import Action, StepContext
 from shlax_core.backends import Backend, ImageBackend
 from shlax_core.binding import Binder, become_of
 from shlax_core.cache import history
+from shlax_core.events import Outcome
 from shlax_core.errors import Interrupted, RecipeError, ShlaxError, StepFailed, place
 from shlax_core.hostrun import HostResult, HostRuns
 from shlax_core.imageplan import ImagePlan, plan_image
@@ -155,7 +156,7 @@ class Runner(HostRuns):
             code = 2 if self.user_errors else 1
         if code == 0 and self._fast is not None and all(issubclass(r.backend_cls, ImageBackend) for r in resolved):
             self._fast.save(self.recipe, list(names), resolved, self.session.plugins)
-        status = {0: "success", 1: "failed", 2: "failed", 130: "interrupted"}[code]
+        status = {0: Outcome.SUCCESS, 1: Outcome.FAILED, 2: Outcome.FAILED, 130: Outcome.INTERRUPTED}[code]
         self.reporter.emit("run_end", status=status, elapsed=time.monotonic() - started,
                            recap=[vars(x) for x in self.results], recap_lines=self._recap_lines())
         return code
@@ -296,7 +297,7 @@ class Runner(HostRuns):
             self.reporter.emit("target_end", **where, summary=summary, image=result.image,
                                elapsed=time.monotonic() - started, phases=target_phases.durations())
         except (StepFailed, ShlaxError) as exc:  # a user error mid-build ends the target like a failure
-            result.status = "failed"
+            result.status = Outcome.FAILED
             if current.action is not None:
                 elapsed = time.monotonic() - current.started
                 self.session.timeline.record(backend.label, current.action.describe(), time.time() - elapsed,
@@ -309,7 +310,7 @@ class Runner(HostRuns):
             self.reporter.emit("target_end", **where, summary="failed, nothing committed for the failed step",
                                elapsed=time.monotonic() - started)
         except (KeyboardInterrupt, Interrupted):
-            result.status = "interrupted"
+            result.status = Outcome.INTERRUPTED
             self.reporter.emit("warning", message="interrupted: removing the working container; "
                                                   "layers committed so far are kept for the next run")
             raise

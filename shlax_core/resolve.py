@@ -43,9 +43,7 @@ def resolve(recipe: Recipe, names: tuple[str, ...] | list[str], session: Session
     for target in recipe.select(names):
         try:
             backend_cls = plugins.load("backend", target.backend, where=recipe.locate(f"{target.path}.backend"))
-            options = _plugin_parts(target, backend_cls, plugins, recipe)
-            bparams = P.build(backend_cls.Params, options, path=target.path, locate=recipe.locate,
-                              what="option")
+            bparams = target_params(target, backend_cls, plugins, recipe)
         except ShlaxError as exc:
             raise place(exc, recipe.locate, target.path) from None
         plans = [_plan(step, backend_cls, plugins, recipe) for step in target.steps]
@@ -59,10 +57,10 @@ def resolve(recipe: Recipe, names: tuple[str, ...] | list[str], session: Session
     return out
 
 
-def _plugin_parts(target: Target, backend_cls: type[Backend], plugins: Any, recipe: Recipe) -> dict[str, Any]:
-    """Take the target keys plugins own (``shlax_plugin_options``) out of its options, each plugin's
-    validated into its ``Params`` (``target.parts[owner]``); the rest is the backend's. A key the
-    backend declares stays the backend's."""
+def target_params(target: Target, backend_cls: type[Backend], plugins: Any, recipe: Recipe) -> Any:
+    """The backend's params of ``target``, validated. The keys plugins own (``shlax_plugin_options``)
+    are taken out first, each plugin's validated into its ``Params`` (``target.parts[owner]``); a
+    key the backend declares stays the backend's. Errors name the key's ``file:line``."""
     kind = "image" if issubclass(backend_cls, ImageBackend) else "host"
     rest = dict(target.options)
     own = set(P.fields(backend_cls.Params))
@@ -75,7 +73,7 @@ def _plugin_parts(target: Target, backend_cls: type[Backend], plugins: Any, reci
         target.parts[declared.owner] = P.build(declared.Params, mine, path=target.path, locate=recipe.locate,
                                                what="option")
         target.plugin_keys.update(mine)
-    return rest
+    return P.build(backend_cls.Params, rest, path=target.path, locate=recipe.locate, what="option")
 
 
 def _plan(step: Step, backend_cls: type[Backend], plugins: Any, recipe: Recipe) -> StepPlan:

@@ -17,11 +17,11 @@ from typing import Any, Callable, Iterator, Optional
 
 import click
 
-from shlax_core import params as P
 from shlax_core.backends import ImageBackend
 from shlax_core.errors import Interrupted, RecipeError, ShlaxError, StepFailed
 from shlax_core.hookspecs import hookimpl
 from shlax_core.recipe import DEFAULT_FILE, Recipe
+from shlax_core.resolve import target_params
 
 from shlax_services import names as N
 from shlax_services.engine import Engine, host_engine, local_engine
@@ -84,7 +84,7 @@ def _engines(recipe: Recipe, session: Any, on: Optional[str]) -> Iterator[list[E
     _check_on(recipe, Services(recipe, {}), session, on)
     target = recipe.select([on])[0]
     cls = session.plugins.load("backend", target.backend)
-    params = P.build(cls.Params, target.options, path=target.path, locate=recipe.locate, what="option")
+    params = target_params(target, cls, session.plugins, recipe)
     backends = [cls(target, p, session, label=label or target.name)
                 for label, p in cls.expand(params, recipe.dir)]
     opened = []

@@ -65,14 +65,28 @@ def target_params(target: Target, backend_cls: type[Backend], plugins: Any, reci
     rest = dict(target.options)
     own = set(P.fields(backend_cls.Params))
     target.parts, target.plugin_keys = {}, set()
+    elsewhere: dict[str, str] = {}  # a plugin's key on a kind of target it does not apply to
+    known = set(own)
     for declared in plugins.plugin_options():
-        if declared.Params is None or kind not in declared.kinds:
+        if declared.Params is None:
             continue
         keys = set(P.fields(declared.Params)) - own
+        if kind not in declared.kinds:
+            elsewhere.update({k: f"{declared.owner} ({', '.join(declared.kinds)} targets)" for k in keys})
+            continue
+        known |= keys
         mine = {k: rest.pop(k) for k in list(rest) if k in keys}
         target.parts[declared.owner] = P.build(declared.Params, mine, path=target.path, locate=recipe.locate,
                                                what="option")
         target.plugin_keys.update(mine)
+    for key in rest:
+        if key not in own:  # said here, where the plugins' keys are known too
+            sugg = P.closest(key, known)
+            hint = (f"{key!r} belongs to {elsewhere[key]}" if key in elsewhere else
+                    f"did you mean {' or '.join(repr(s) for s in sugg)}?" if sugg else
+                    f"known options: {', '.join(sorted(known))}" if known else "this takes no options")
+            raise RecipeError(f"unknown option {key!r} in {target.path}", where=recipe.locate(f"{target.path}.{key}"),
+                              hint=hint)
     return P.build(backend_cls.Params, rest, path=target.path, locate=recipe.locate, what="option")
 
 

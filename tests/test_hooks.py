@@ -271,6 +271,10 @@ def test_hook_shlax_plugin_options(shlax_recipe) -> None:
     # a host target does not take them (the plugin declared image targets only)
     host = shlax_recipe(HOST + "loud = true\n", hooks=[Loud()]).run()
     assert host.code == 2 and "unknown option 'loud'" in str(host.error)
+    assert host.error.hint == "'loud' belongs to loud (image targets)"
+    # and a misspelt key is pointed at the plugin's
+    near = shlax_recipe(IMAGE + "volumes = 3\n", hooks=[Loud()]).run()
+    assert near.code == 2 and near.error.hint == "did you mean 'volume'?"
     # and `run`/`plan` take its option, parsed into its own type
     from shlax_core.cli import PluginOptionsCommand, run
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fixtures_plugins import test_plugins  # noqa: F401
 from test_recipe_errors import shlax_cli
 from shlax_core import hookspecs
-from shlax_core.backends import Mount, Transfer
+from shlax_core.backends import Login, Mount, Transfer
 from shlax_core.hookspecs import hookimpl
 from shlax_core.options import PluginOptions, RunOptions
 from shlax_core.params import doc
@@ -287,10 +287,10 @@ def test_hook_shlax_transfer(shlax_recipe) -> None:
     class Insecure:
         @hookimpl(tryfirst=True)  # before an installed registry plugin's
         def shlax_transfer(self, backend):
-            return Transfer(tls_verify=False, credentials=("u", "p"))
+            return Transfer(tls_verify=False, credentials=Login("u", "p"))
 
     (base,) = [c for c in shlax_recipe(IMAGE, hooks=[Insecure()]).run().calls if c["call"] == "base"]
-    assert base["transfer"] == Transfer(tls_verify=False, credentials=("u", "p"))
+    assert base["transfer"] == Transfer(tls_verify=False, credentials=Login("u", "p"))
     (base,) = [c for c in shlax_recipe(IMAGE).run().calls if c["call"] == "base"]
     # no answer (the backend's tools decide), or the installed registry plugin's defaults
     assert base["transfer"] in (None, Transfer())

@@ -48,9 +48,9 @@ def _transfer(backend: Any, s: Settings, ref: refs.Ref) -> Transfer:
 
 @hookimpl
 def shlax_transfer(backend: Any) -> Transfer:
-    """The backend's own pulls (its base image) take ``--no-tls-verify`` / ``tls_verify = false``
-    and the environment's credentials too."""
-    return _transfer(of(backend))
+    """The backend's own pulls (its base image) take ``--no-tls-verify`` / ``tls_verify = false``;
+    credentials stay the backend's own (its tools' auth files), as before this plugin asked."""
+    return Transfer(tls_verify=of(backend).tls_verify)
 
 
 def _warn(backend: Any, message: str) -> None:

@@ -122,7 +122,7 @@ def pull(b: Buildah, ref: str, transfer: Transfer) -> str:
 
 def pull_base(b: Buildah, ref: str, how: Transfer, output: Callable[[str], Any]) -> None:
     """Pull a base image with buildah's progress streamed to ``output`` (a failure fails the target)."""
-    with _auth(b, ref, how) as creds:
+    with auth_args(b, ref, how) as creds:
         b.stream(["pull", _tls(how), *creds, "--", ref], output=output)
 
 

@@ -31,7 +31,7 @@ from shlax_buildah.transfer import auth_args, auth_json
 from shlax_core.backends import Login, Transfer
 from shlax_registry.auth import login
 from shlax_registry.client import Registry
-from shlax_registry.credentials import Credentials, CredentialsError, lookup
+from shlax_registry.credentials import CredentialsError, lookup
 
 BLOB = b"a blob pushed with credentials from a helper\n"
 BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()

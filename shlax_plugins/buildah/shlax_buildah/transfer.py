@@ -135,7 +135,7 @@ def push_layer(b: Buildah, image: str, ref: str, transfer: Transfer) -> None:
 
 def push_image(b: Buildah, name: str, ref: str, transfer: Transfer, output: Optional[Callable[[str], Any]]) -> str:
     """Push with buildah's progress streamed to ``output``; the pushed digest."""
-    with _digestfile(b) as (digestfile, read_digest), _auth(b, ref, transfer) as creds:
+    with _digestfile(b) as (digestfile, read_digest), auth_args(b, ref, transfer) as creds:
         res = b.stream(["push", _tls(transfer), "--digestfile", digestfile, *creds, name, f"docker://{ref}"],
                        output=output, check=False, display=["buildah", "push", name])
         if not res.ok:

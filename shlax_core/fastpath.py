@@ -25,7 +25,6 @@ or anything it cannot check, falls through to the full path, which decides for r
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -234,45 +233,3 @@ def replay(record: dict[str, Any], json_mode: bool, started: float) -> None:
         reporter.emit("target_end", **where, summary=image["summary"], image=image["image"],
                       elapsed=time.monotonic() - started)
     reporter.emit("run_end", status="success", elapsed=time.monotonic() - started, recap=[], recap_lines=[])
-
-
-def _terminated(signum: int, _frame: Any) -> None:
-    """Until the runner installs its own handler, SIGTERM unwinds like Ctrl-C (exit 130)."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def main() -> None:
-    """Console entry point: try the fast path for a plain ``shlax run``, else the full CLI."""
-    try:
-        signal.signal(signal.SIGTERM, _terminated)
-        _main()
-    except KeyboardInterrupt:  # before the CLI took over (while importing): nothing to clean up
-        sys.stderr.write("shlax: interrupted\n")
-        sys.exit(130)
-
-
-def _main() -> None:
-    started = time.monotonic()
-    args = sys.argv[1:]
-    if args[:1] == ["run"] and enabled():
-        rest = [a for a in args[1:] if a not in NEUTRAL_OPTIONS]
-        if not any(a.startswith("-") for a in rest):
-            recipe = Path(rest[0]) if rest else Path("shlax.toml")
-            if recipe.is_dir():
-                recipe = recipe / "shlax.toml"
-            try:
-                record = check(recipe.resolve(), rest[1:])
-            except Exception:  # the fast path never fails a run: the full path decides
-                record = None
-            if record is not None:
-                try:
-                    replay(record, "--json" in args, started)
-                except BrokenPipeError:  # `shlax run | head`: the reader left, nothing is wrong
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                from shlax_core.cache import usage
-
-                usage.touch([k for image in record["images"] for k in image["keys"]])
-                sys.exit(0)
-    from shlax_core.cli import main as cli_main
-
-    cli_main()

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_plugins import test_plugins  # noqa: F401
 from test_recipe_errors import shlax_cli
 from shlax_core import hookspecs
 from shlax_core.backends import Mount

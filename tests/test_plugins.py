@@ -11,7 +11,6 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from fixtures_plugins import test_plugins  # noqa: F401  (session fixture: installs tests/plugins/*)
 from test_recipe_errors import shlax_cli
 from shlax_core.actions import Action
 from shlax_core.errors import PluginError

@@ -17,11 +17,13 @@ import pytest
 
 from conftest import events, statuses, working_containers
 from fake_registry import Answer, FakeRegistry, body, garbage, hang, huge, redirect_loop, reset, status, trickle, truncated
-from fixtures_registry import registry  # noqa: F401
 from shlax_registry.client import Registry
 from shlax_registry.errors import RegistryError
 
 TIMEOUT = 1.5  # seconds the client waits in these tests; "no answer" cases wait for ever
+#: the client alone, in-process: shorter, so the fast tier stays fast. Still longer than a
+#: trickle's pause between bytes (0.2 s): only the deadline on the whole document stops one
+CLIENT_TIMEOUT = 0.4
 BLOB = b"a blob of the cache\n"
 BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
 
@@ -72,8 +74,8 @@ BAD_BLOBS = {
 }
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeRegistry]:
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeRegistry]:
     server = FakeRegistry().start()
     try:
         yield server
@@ -81,8 +83,17 @@ def fake() -> Iterator[FakeRegistry]:
         server.stop()
 
 
-def client(fake: FakeRegistry) -> Registry:
-    return Registry(fake.host, tls_verify=False, timeout=TIMEOUT)
+@pytest.fixture
+def fake(fake_server: FakeRegistry) -> Iterator[FakeRegistry]:
+    """One server for the module (stopping one waits for its poll), reset for each test."""
+    try:
+        yield fake_server
+    finally:
+        fake_server.reset()
+
+
+def client(fake: FakeRegistry, timeout: float = CLIENT_TIMEOUT) -> Registry:
+    return Registry(fake.host, tls_verify=False, timeout=timeout)
 
 
 def fails_clearly(fake: FakeRegistry, call: Callable[[], Any]) -> RegistryError:
@@ -131,7 +142,7 @@ def test_blob_larger_than_its_manifest_says(fake, tmp_path):
     fake.on("GET", r"/blobs/", body(BLOB))
     err = fails_clearly(fake, lambda: client(fake).get_blob("shlax-test/x", BLOB_DIGEST, tmp_path / "b", size=5))
     assert "not the 5 expected" in err.message
-    assert client(fake).get_blob("shlax-test/x", BLOB_DIGEST, size=len(BLOB)) == BLOB
+    assert client(fake, TIMEOUT).get_blob("shlax-test/x", BLOB_DIGEST, size=len(BLOB)) == BLOB
 
 
 @pytest.mark.parametrize("case", ["500", "no answer", "reset", "not HTTP", "redirect loop"])

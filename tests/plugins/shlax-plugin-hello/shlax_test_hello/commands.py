@@ -1,5 +1,6 @@
-"""The ``shlax hello`` command, added through the ``shlax_register_commands`` hook, and
-``shlax cache hello`` (a ``shlax.cache_commands`` entry point)."""
+"""The ``shlax hello`` command, added through the ``shlax_register_commands`` hook.
+
+Also ``shlax cache hello``, a ``shlax.cache_commands`` entry point."""
 
 import click
 

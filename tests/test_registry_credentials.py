@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 
 from conftest import buildah, events
-from fixtures_registry import registry, registry_busybox, token_registry  # noqa: F401
 from shlax_registry import credentials
 from shlax_registry.auth import buildah_args
 from shlax_registry.client import Registry

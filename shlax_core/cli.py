@@ -23,9 +23,9 @@ class LazyGroup(EntryPointGroup):
     """Built-in commands plus ``shlax.commands`` entry points: the plugin module is registered
     with pluggy and asked, through ``shlax_register_commands``, for its click commands."""
 
-    group = "shlax.commands"
+    kind = "command"
 
-    def load_command(self, name: str, ep: Any) -> Optional[click.Command]:
+    def load_command(self, name: str) -> Optional[click.Command]:
         from shlax_core.plugins import Plugins
 
         plugins = Plugins()
@@ -208,7 +208,9 @@ def plan(recipe_file: Optional[str], targets: tuple[str, ...], **kw: Any) -> Non
 @cli.command(context_settings=CONTEXT)
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable output.")
 def plugins(json_mode: bool) -> None:
-    """Installed plugins: distribution, version, what each provides, and load errors."""
+    """Installed plugins: distribution, version, every entry point (actions, backends, caches,
+    commands, cache commands, hooks, recipe sections), the hooks each one's module implements,
+    and load errors."""
     import json
 
     from shlax_core.plugins import Plugins
@@ -224,7 +226,9 @@ def plugins(json_mode: bool) -> None:
         click.echo(dist)
         for row in items:
             status = f"BROKEN: {row['error']}" if row["error"] else row.get("summary", "")
-            click.echo(f"  {row['kind']:<8} {row['name']:<12} {status}")
+            click.echo(f"  {row['kind']:<13} {row['name']:<12} {status}")
+            if row.get("hooks"):
+                click.echo(f"  {'':<13} {'':<12} hooks: {', '.join(row['hooks'])}")
     broken = [r for r in rows if r["error"]]
     if broken:
         click.echo(f"\n{len(broken)} broken plugin entr{'y' if len(broken) == 1 else 'ies'}", err=True)

@@ -17,6 +17,7 @@ from shlax_core.actions import Action
 from shlax_core.binding import Binder, StepPlan
 from shlax_core.errors import Interrupted, RecipeError, ShlaxError, StepFailed, Unreachable
 from shlax_core.events import Outcome
+from shlax_core.interrupts import shielded
 from shlax_core.status import Status
 from shlax_core.timeline import Phases
 from shlax_core.variables import PendingFacts, merged
@@ -170,8 +171,6 @@ class HostRuns:
                                elapsed=time.monotonic() - started, error=self._error(exc, target.path))
             self.reporter.emit("target_end", **where, summary=result.status, status=result.status,
                                elapsed=time.monotonic() - started)
-            from shlax_core.runner import shielded
-
             with shielded():
                 backend.close()
             if stop is not None:
@@ -201,8 +200,6 @@ class HostRuns:
             self._end(where, result, plan, started)
             raise
         finally:
-            from shlax_core.runner import shielded
-
             with shielded():
                 backend.close()
         if stop is not None and result.status not in ("success", "interrupted"):

@@ -36,6 +36,7 @@ from typing import Any, Optional
 from shlax_core import tomlfile
 from shlax_core.errors import RecipeError
 from shlax_core.locate import Locator
+from shlax_core.names import VARIABLE
 from shlax_core.params import closest
 
 DEFAULT_FILE = "shlax.toml"
@@ -249,7 +250,7 @@ def _sections(data: dict[str, Any], loc: Locator) -> dict[str, Any]:
 
 #: names templates give a meaning of their own (see docs/recipes.md)
 RESERVED_VARS = ("host", "facts", "target")
-_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VAR = VARIABLE
 
 
 def _vars(raw: Any, path: str, loc: Locator) -> dict[str, Any]:

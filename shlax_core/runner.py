@@ -8,7 +8,6 @@ applies only what is not satisfied; a fleet's hosts run in parallel.
 from __future__ import annotations
 
 import contextlib
-import signal
 from dataclasses import dataclass
 import threading
 import time
@@ -22,6 +21,7 @@ from shlax_core.events import Outcome
 from shlax_core.errors import Interrupted, RecipeError, ShlaxError, StepFailed, place
 from shlax_core.hostrun import HostResult, HostRuns
 from shlax_core.imageplan import ImagePlan, plan_image
+from shlax_core.interrupts import interruptible, shielded
 from shlax_core.recipe import Recipe
 from shlax_core.resolve import Resolved, resolve
 from shlax_core.session import Session
@@ -30,39 +30,6 @@ from shlax_core.timeline import Phases
 from shlax_core.variables import merged, parse_cli
 
 __all__ = ["Runner", "HostResult", "shielded", "interruptible"]
-
-
-@contextlib.contextmanager
-def shielded() -> Iterator[None]:
-    """Ignore SIGINT/SIGTERM while cleaning up, so a second Ctrl-C cannot leave debris."""
-    try:
-        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def _raise_interrupted(signum: int, _frame: Any) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C: every ``finally`` runs and removes what it made."""
-    try:
-        old = signal.signal(signal.SIGTERM, _raise_interrupted)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 @dataclass

@@ -28,7 +28,8 @@ so a fake that stopped passing stdin, env or an argument through would fail it.
 
 Each ``run()`` builds a clean plugin manager (:func:`shlax_core.plugins.get_plugin_manager`)
 and injects the given actions, backends and caches in memory (``Plugins(extra=...)``); hook
-implementations passed as ``hooks`` are registered on it. ``SHLAX_CACHE_DIR`` points into the
+implementations passed as ``hooks`` are registered on it, and no installed ``shlax.hooks`` plugin
+is (``installed_hooks=False``): an installed hook-only plugin never runs in these tests. ``SHLAX_CACHE_DIR`` points into the
 test's tmp dir, so plan history and the stat cache never leak between tests. A fake may only be
 used in unit tests: test a plugin against the real thing too.
 """
@@ -396,10 +397,13 @@ class Project:
         self.recorder.reply(prefix, returncode, output)
 
     def plugins(self) -> Any:
-        """A fresh :class:`~shlax_core.plugins.Plugins` on a clean plugin manager."""
+        """A fresh :class:`~shlax_core.plugins.Plugins` on a clean plugin manager: the hooks given
+        to this project, and no installed ``shlax.hooks`` plugin (somebody else's hooks never run
+        in a plugin author's unit tests). What the recipe names by name (an installed action or
+        backend) still loads, with its own module's hooks."""
         from shlax_core.plugins import Plugins, get_plugin_manager
 
-        return Plugins(get_plugin_manager(register=self.hooks), extra=self.extra)
+        return Plugins(get_plugin_manager(register=self.hooks), extra=self.extra, installed_hooks=False)
 
     def run(self, *targets: str, plan: bool = False, offline: bool = False, no_cache: bool = False,
             options: Optional[Any] = None, vars: Sequence[str] = ()) -> Result:

@@ -14,8 +14,8 @@ from typing import Iterator
 import pytest
 
 from conftest import BUSYBOX
-from fixtures_registry import LocalRegistry, registry  # noqa: F401  (fixture)
-from fixtures_hosts import Fleet, ssh_fleet  # noqa: F401  (fixture)
+from fixtures_hosts import Fleet
+from fixtures_registry import LocalRegistry
 from fixtures_trees import busybox_tree
 from shlax_core.backends import Backend
 from shlax_core.builtin.local import LocalBackend
@@ -57,6 +57,7 @@ class TestLocal(BackendContract):
             yield backend
 
 
+@pytest.mark.slow  # chroot(1): root
 class TestLocalRoot(BackendContract):
     """``root``: a chroot tree with a static busybox, users and /tmp of its own."""
 
@@ -148,7 +149,7 @@ class TestBuildahRemoteBuilder(BackendContract):
     @pytest.fixture(scope="class")
     @classmethod
     def backend(cls, busybox_image: str) -> Iterator[Backend]:
-        from test_remote_builder import RUN, STORE, private_builder
+        from fixtures_builders import RUN, STORE, private_builder
 
         with private_builder() as (fleet, host):
             root, run = host.path(STORE), host.path(RUN)

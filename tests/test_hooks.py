@@ -13,7 +13,6 @@ import click
 import pytest
 from dataclasses import dataclass
 
-from fixtures_plugins import test_plugins  # noqa: F401
 from test_recipe_errors import shlax_cli
 from shlax_core import hookspecs
 from shlax_core.backends import Login, Mount, Transfer

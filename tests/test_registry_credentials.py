@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 
 from conftest import buildah, events
-from fixtures_registry import registry, registry_busybox, token_registry  # noqa: F401
 from shlax_buildah.cli import Buildah
 from shlax_buildah.transfer import auth_args, auth_json
 from shlax_core.backends import Login, Transfer

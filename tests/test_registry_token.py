@@ -22,7 +22,6 @@ import pytest
 
 from conftest import events, statuses
 from fake_registry import FakeRegistry, TokenAuth, status
-from fixtures_registry import empty_store, registry, registry_busybox, token_registry  # noqa: F401
 from shlax_registry.client import Registry
 from shlax_registry.errors import RegistryError
 

@@ -275,7 +275,7 @@ class BuildahBackend(ImageBackend):
         stores: dict[tuple[Optional[str], Optional[str]], tuple[Buildah, list[dict[str, Any]]]] = {}
         for rec in records:
             if rec["base_guards"]:  # a base source's host files (imported only then: kept cheap)
-                from shlax_core.files import signature
+                from shlax_core.filestate import signature
 
                 if any(signature(path) != sig for path, sig in rec["base_guards"].items()):
                     return False

@@ -94,7 +94,7 @@ def _engines(recipe: Recipe, session: Any, on: Optional[str]) -> Iterator[list[E
             opened.append(b)
         yield [host_engine(b) for b in backends]
     finally:
-        from shlax_core.runner import shielded
+        from shlax_core.interrupts import shielded
 
         with shielded():
             for b in opened:
@@ -125,7 +125,7 @@ def _finish(session: Any, code: int, started: float, end: bool = True) -> None:
 def _guarded(session: Any, work: Callable[[], int]) -> int:
     """Run ``work`` with SIGTERM unwinding like Ctrl-C; a failing podman call is exit 1, a user's
     mistake (ShlaxError) goes to the CLI's handler (exit 2) once the reporter is closed."""
-    from shlax_core.runner import interruptible
+    from shlax_core.interrupts import interruptible
 
     try:
         with interruptible():

@@ -653,7 +653,7 @@ class BuildahBackend(ImageBackend):
     def list_layers(cls) -> list[dict[str, Any]]:
         """Every ``localhost/shlax-cache:KEY`` name in the store, made under any SHLAX_CACHE_DIR.
 
-        ``size`` is the layer's own bytes (its step's changes), not the image's: a cache image
+        ``size`` is the layer's own bytes (what its working container changed), not the image's: a cache image
         holds its parents too, and counting them again for every child overstated the cache
         several times. ``layer`` identifies the storage layer, so two names of one image (the
         last step and the final image) count once. When the store's index can be read, ``parts``

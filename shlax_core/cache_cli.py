@@ -79,8 +79,8 @@ def _layer_id(row: dict[str, Any]) -> tuple[Any, str]:
 
 
 def held(rows: list[dict[str, Any]]) -> int:
-    """Bytes the cache layers hold (``cache du``): each layer's own size (its step's changes,
-    never its parents'), each storage layer once, whoever else also uses it."""
+    """Bytes the cache layers hold (``cache du``): each layer's own size (what it adds to its
+    parent layers, never their bytes), each storage layer once, whoever else also uses it."""
     return sum({_layer_id(r): r.get("size") or 0 for r in rows}.values())
 
 

@@ -1,15 +1,18 @@
 """The buildah backend: steps run in a working container; each is committed as a layer.
 
 Layers are images named ``localhost/shlax-cache:<step key>``, so ``buildah images`` shows them and
-a lookup of every key of a target is one ``buildah images --json`` call. After each commit the
-working container is re-created from the new layer, so every layer holds only its own step's
-changes (as ``buildah bud --layers`` does) and a rebuild can start from any of them.
+a lookup of every key of a target is one ``buildah images --json`` call; a rebuild can start from
+any of them.
 
 A local build with chroot isolation (as root, or rootless inside ``buildah unshare``) runs its steps itself in the mounted container
-(:mod:`shlax_buildah.chroot`) and writes copies straight into it: per step, buildah is asked only
-to commit and to re-create the container (``from`` + ``mount``). Anywhere else (a remote builder,
-``isolation = "oci"``) steps go through ``buildah run`` and ``buildah add``. The final
-image is the last step's commit with the target's configuration set on it (see
+(:mod:`shlax_buildah.chroot`) and writes copies straight into it. Per step, buildah is asked
+only to commit: the container goes on to the next step (``commit`` without ``--rm``), so a layer
+holds the changes of its step and of the earlier steps since the container was made. When those
+are big, the commit removes the container and the next one is made from the new layer
+(:mod:`shlax_buildah.upper`). Anywhere else (a remote builder, ``isolation = "oci"``)
+steps go through ``buildah run`` and ``buildah add``, and the container is made again from each
+new layer, so every layer holds only its own step's changes (as ``buildah bud --layers`` does).
+The final image is the last step's commit with the target's configuration set on it (see
 :mod:`shlax_buildah.runconfig`).
 """
 
@@ -32,7 +35,7 @@ from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import chroot, isolation, owners, runconfig, store, transfer
+from shlax_buildah import chroot, isolation, owners, runconfig, store, transfer, upper
 from shlax_buildah.cli import Buildah
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
@@ -179,6 +182,9 @@ class BuildahBackend(ImageBackend):
         #: (None: through ``buildah run``); see :meth:`direct`
         self.steps: Optional[chroot.StepRoot] = None
         self._base_config: Optional[dict[str, Any]] = None
+        #: the mounted working container's own changes (overlay upper folder), when steps run in
+        #: it directly and the layout is known: it then goes on after a commit while they are small
+        self._upper: Optional[str] = None
 
     @classmethod
     def run_under(cls, params: BuildahParams) -> Optional[list[str]]:
@@ -367,12 +373,14 @@ class BuildahBackend(ImageBackend):
         self._rootfs: Optional[str] = None
         self._made: list[str] = []
         self.steps = None
+        self._upper = None
         self.buildah("from", "--pull=never", f"--name={name}", "--", source)
         if image is not None and not bare and image != self._base_ref:
             self._reset_config(image)
         if self.direct() is None:
             self._rootfs = self.buildah("mount", "--", name).output.strip()
             self.steps = chroot.StepRoot(self._rootfs, self._tmp, self.base_config(), container=name)
+            self._upper = upper.of(self._rootfs)
 
     def base_config(self) -> dict[str, Any]:
         """The base image's run configuration: every step layer carries it, steps run with it."""
@@ -591,12 +599,18 @@ class BuildahBackend(ImageBackend):
         assert self.container is not None
         name = f"{CACHE_REPO}:{key}"
         self._drop_mountpoints()
-        # --rm: continue from the new layer, so the next layer holds only the next step's changes
-        out = self.buildah("commit", "--quiet", "--rm", "--", self.container, name)
-        self.container = None
+        # the mounted container goes on to the next step while what it holds of its own is small
+        # (one process a step: the commit); after a big step, --rm and a container made from the
+        # new layer, so later layers do not repeat its files (see shlax_buildah.upper)
+        keep = self._upper is not None and not upper.big(self._upper)
+        out = self.buildah("commit", "--quiet", *(() if keep else ("--rm",)), "--", self.container, name)
         image_id = out.output.strip().splitlines()[-1]
         usage.touch([key], image=image_id, **{k: v for k, v in meta.items() if k in ("target", "step")})
-        self.start(image_id, bare=True)
+        if keep:
+            self._facts = None  # type: ignore[assignment]  # read again after a step, as in a new container
+        else:
+            self.container = None
+            self.start(image_id, bare=True)
         return image_id
 
     def merges_last_step(self) -> bool:
@@ -680,7 +694,7 @@ class BuildahBackend(ImageBackend):
     def list_layers(cls) -> list[Layer]:
         """Every ``localhost/shlax-cache:KEY`` name in the store, made under any SHLAX_CACHE_DIR.
 
-        ``size`` is the layer's own bytes (its step's changes), not the image's: a cache image
+        ``size`` is the layer's own bytes (what its working container changed), not the image's: a cache image
         holds its parents too, and counting them again for every child overstated the cache
         several times. ``layer`` identifies the storage layer, so two names of one image (the
         last step and the final image) count once. When the store's index can be read, ``parts``

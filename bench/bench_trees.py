@@ -68,7 +68,7 @@ def _peak():
         f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 atexit.register(_peak)
 sys.argv = ["shlax", *sys.argv[1:]]
-from shlax_core.fastpath import main
+from shlax_core.console import main
 main()
 """
 

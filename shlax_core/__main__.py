@@ -1,3 +1,3 @@
-from shlax_core.fastpath import main
+from shlax_core.console import main
 
 main()

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence, TypedDict
 
 from shlax_core.errors import Unsupported
 from shlax_core.process import Exec
@@ -69,6 +69,66 @@ class Stat:
 START_ENV_SCRIPT = 'eval "isset=\\${$1+x} value=\\${$1-}"; [ -n "$isset" ] || exit 1; printf "%s" "$value"'
 
 
+class Layer(TypedDict, total=False):
+    """One cache layer as :meth:`ImageBackend.list_layers` lists it (``shlax cache ls --json``)."""
+
+    #: the step key the layer was committed under (required)
+    key: str
+    #: the image ID (required)
+    image: str
+    #: the name :meth:`ImageBackend.remove_layers` takes (required)
+    name: str
+    #: the layer's own bytes (its step's changes, never its parents')
+    size: int
+    #: what identifies the storage layer: two names of one layer count once
+    layer: str
+    #: when it was made (seconds since the epoch), if the store says
+    created: Optional[float]
+    #: the storage layers (ID -> bytes) removing this layer could free, when the backend can tell
+    parts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Login:
+    """Credentials for one registry, as the plugin that found them hands them to a backend."""
+
+    user: str
+    secret: str = field(repr=False)
+    #: ``secret`` is an OAuth2 refresh token (Docker's identity token), not a password
+    identity_token: bool = False
+    #: they may be sent to another machine (a remote builder): true only for credentials given
+    #: for that (the environment's); a machine's own files and helpers stay on it
+    portable: bool = False
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """How a layer or an image reaches a registry: what the plugin that asked knows about it."""
+
+    #: verify the registry's TLS certificate
+    tls_verify: bool = True
+    #: the credentials to log in with, kept off command lines; None: those the backend's own
+    #: tools read (e.g. ``buildah login``), on the machine that builds
+    credentials: Optional[Login] = None
+
+
+class TransferFailed(Exception):
+    """A pull or push the registry refused or could not serve: what the tool said.
+
+    ``login`` is how to log in where the backend's store is (e.g. ``buildah login HOST on
+    builder1``), for the caller's hint when the registry asked for credentials.
+    """
+
+    def __init__(self, message: str, *, argv: Sequence[str] = (), returncode: Optional[int] = None,
+                 tail: Sequence[str] = (), login: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.tail = list(tail)
+        self.login = login
+
+
 class Backend:
     """Base class of every backend. Subclasses set ``kind`` and ``Params``.
 
@@ -121,6 +181,13 @@ class Backend:
 
     def open(self) -> None:
         """Connect, create the working container, ... Raise StepFailed/Unreachable on failure."""
+
+    @classmethod
+    def clean_orphans(cls, dry_run: bool = False) -> list[str]:
+        """Remove what killed shlax processes left (working containers, temporary folders), never
+        what a live one holds; one line per process cleaned. ``shlax cache prune`` calls it on
+        every installed backend; ``dry_run``: only say what would go."""
+        return []
 
     def close(self) -> None:
         """Release everything :meth:`open` and the steps created. Called even after failures."""
@@ -220,8 +287,11 @@ class ImageBackend(Backend):
         contents, a file into ``dest/`` or as ``dest``; owned by root unless ``owner``."""
         raise Unsupported(f"the {self.name or 'selected'} backend cannot copy from another image")
 
-    def lookup(self, keys: Sequence[str]) -> dict[str, str]:
-        """Which of these step keys already have a layer: key -> image ID. One call, not one per key."""
+    def lookup(self, keys: Sequence[str], *, fresh: bool = False) -> dict[str, str]:
+        """Which of these step keys already have a layer: key -> image ID. One call, not one per key.
+
+        A backend may answer from a listing it read once per build; ``fresh`` asks for the store
+        as it is now, with the layers this build committed or pulled (hooks after a build)."""
         raise NotImplementedError
 
     def start(self, image: Optional[str]) -> None:
@@ -288,6 +358,42 @@ class ImageBackend(Backend):
     def config_data(self) -> Any:
         """The image configuration as canonical data: part of the final image's key."""
         return None
+
+    # -- the layer cache outside a build (``shlax cache ls | du | prune``) -------------------------
+    #: the backend keeps its layers in a store ``shlax cache`` can list and prune
+    keeps_layers: ClassVar[bool] = False
+
+    @classmethod
+    def list_layers(cls) -> list[Layer]:
+        """Every layer this backend committed under a key, in its store, made under any
+        ``SHLAX_CACHE_DIR``; how they are named in the store is the backend's own business."""
+        return []
+
+    @classmethod
+    def remove_layers(cls, names: Sequence[str]) -> None:
+        """Remove these layers (their :class:`Layer` ``name``); an image that is also a user's
+        image keeps its other names."""
+
+    # -- moving layers and images through a registry (used by shlax-plugin-registry) -------------
+    #: the backend implements :meth:`pull_layer`, :meth:`push_layer` and :meth:`push_image`
+    transfers_layers: ClassVar[bool] = False
+
+    def pull_layer(self, key: str, ref: str, transfer: Transfer) -> str:
+        """Pull the image ``ref`` (``host[:port]/repo:tag``, a layer another machine pushed) into
+        the store and take it as the layer for ``key``: :meth:`lookup` and :meth:`start` know it
+        from now on, and it is kept as a cache layer even if the build stops. Return its image
+        ID; raise :class:`TransferFailed`."""
+        raise NotImplementedError
+
+    def push_layer(self, key: str, image: str, ref: str, transfer: Transfer) -> None:
+        """Push the layer ``image`` (committed under ``key``) to ``ref``; raise :class:`TransferFailed`."""
+        raise NotImplementedError
+
+    def push_image(self, name: str, ref: str, transfer: Transfer) -> str:
+        """Push the final image, known in the store as ``name``, to ``ref``, its progress shown as
+        the target's output. Return the pushed manifest's digest ("" when the tool does not
+        say); raise :class:`TransferFailed`."""
+        raise NotImplementedError
 
     def names(self) -> list[str]:
         """The names the final image is committed under."""

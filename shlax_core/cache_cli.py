@@ -6,7 +6,6 @@ Builds never delete anything; pruning is explicit and bounded by age and/or a si
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -15,31 +14,20 @@ import click
 
 from shlax_core.errors import ShlaxError
 from shlax_core.lazygroup import EntryPointGroup
+from shlax_core.units import AGE_HINT, SIZE_HINT, human, parse_age, parse_size
 
-UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtb]?)i?b?\s*", text.lower())
-    if not m:
-        raise ShlaxError(f"size {text!r} is not like 500M or 10G", hint="units: K, M, G, T")
-    return int(float(m.group(1)) * UNITS[m.group(2)])
+def _age(text: str) -> float:
+    seconds = parse_age(text)
+    if seconds is None:
+        raise ShlaxError(f"age {text!r} is not like 12h, 7d or 2w", hint=AGE_HINT)
+    return seconds
 
 
-def parse_age(text: str) -> float:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
-    if not m:
-        raise ShlaxError(f"age {text!r} is not like 12h, 7d or 2w", hint="units: s, m, h, d, w")
-    return float(m.group(1)) * AGE_UNITS[m.group(2)]
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+def _size(text: str) -> int:
+    size = parse_size(text)
+    if size is None:
+        raise ShlaxError(f"size {text!r} is not like 500M or 10G", hint=SIZE_HINT)
+    return size
 
 
 def du(path: Path) -> int:
@@ -55,6 +43,7 @@ def du(path: Path) -> int:
 
 def _layer_backends() -> list[Any]:
     """Installed image backends that keep layers (guarded: a broken one is skipped with a note)."""
+    from shlax_core.backends import ImageBackend
     from shlax_core.plugins import Plugins
 
     plugins = Plugins()
@@ -65,7 +54,7 @@ def _layer_backends() -> list[Any]:
         except ShlaxError as exc:
             click.echo(f"note: {exc.message}", err=True)
             continue
-        if hasattr(cls, "list_layers"):
+        if isinstance(cls, type) and issubclass(cls, ImageBackend) and cls.keeps_layers:
             found.append(cls)
     return found
 
@@ -90,8 +79,8 @@ def _layer_id(row: dict[str, Any]) -> tuple[Any, str]:
 
 
 def held(rows: list[dict[str, Any]]) -> int:
-    """Bytes the cache layers hold (``cache du``): each layer's own size (its step's changes,
-    never its parents'), each storage layer once, whoever else also uses it."""
+    """Bytes the cache layers hold (``cache du``): each layer's own size (what it adds to its
+    parent layers, never their bytes), each storage layer once, whoever else also uses it."""
     return sum({_layer_id(r): r.get("size") or 0 for r in rows}.values())
 
 
@@ -154,10 +143,12 @@ class _CacheGroup(EntryPointGroup):
     """Plugins add ``shlax cache`` subcommands through ``shlax.cache_commands`` entry points
     (name = subcommand, value = a click command), imported only when invoked."""
 
-    group = "shlax.cache_commands"
+    kind = "cache-command"
 
-    def load_command(self, name: str, ep: Any) -> Optional[click.Command]:
-        return ep.load()
+    def load_command(self, name: str) -> Optional[click.Command]:
+        from shlax_core.plugins import Plugins
+
+        return Plugins().load("cache-command", name)
 
 
 @click.group(cls=_CacheGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -216,7 +207,7 @@ def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, 
                          hint="e.g. shlax cache prune --older-than 7d --max-size 10G")
     backends = _layer_backends()
     for backend in backends:  # what killed builds left behind (never a live build's)
-        for line in getattr(backend, "clean_orphans", lambda dry_run: [])(dry_run=dry_run):
+        for line in backend.clean_orphans(dry_run=dry_run):
             click.echo(f"warning: {line}")
     layers = sorted(_layers(backends), key=lambda r: r["used"] or 0)  # coldest first
     doomed: list[dict[str, Any]] = []
@@ -224,10 +215,10 @@ def prune(older_than: Optional[str], max_size: Optional[str], everything: bool, 
         doomed = list(layers)
     else:
         if older_than:
-            limit = time.time() - parse_age(older_than)
+            limit = time.time() - _age(older_than)
             doomed += [r for r in layers if (r["used"] or 0) < limit]
         if max_size:
-            budget = parse_size(max_size)
+            budget = _size(max_size)
             doomed += _over_budget([r for r in layers if r not in doomed], budget)
     freed = freeable(layers) - freeable([r for r in layers if r not in doomed])
     for r in doomed:

@@ -23,9 +23,9 @@ class LazyGroup(EntryPointGroup):
     """Built-in commands plus ``shlax.commands`` entry points: the plugin module is registered
     with pluggy and asked, through ``shlax_register_commands``, for its click commands."""
 
-    group = "shlax.commands"
+    kind = "command"
 
-    def load_command(self, name: str, ep: Any) -> Optional[click.Command]:
+    def load_command(self, name: str) -> Optional[click.Command]:
         from shlax_core.plugins import Plugins
 
         plugins = Plugins()
@@ -45,15 +45,67 @@ def cli() -> None:
     """
 
 
+class PluginOptionsCommand(click.Command):
+    """``run`` and ``plan``: the core's options plus those plugins declare (``shlax_plugin_options``),
+    added only when this command is parsed or shows its help, so ``shlax --help`` (which lists
+    commands by their short help) imports no plugin."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        plugins = _plugins(ctx)
+        core = super().get_params(ctx)
+        taken = {p.name for p in core}
+        extra = []
+        for declared in plugins.plugin_options():
+            for option in declared.cli:
+                if option.name in taken:
+                    raise ShlaxError(f"plugin option {option.opts[0]} of {declared.owner!r} clashes with "
+                                     "another option of the same name", hint="uninstall one of the two plugins")
+                taken.add(option.name)
+                extra.append(option)
+        help_option = self.get_help_option(ctx)
+        return [*(p for p in core if p is not help_option), *extra, *([help_option] if help_option else [])]
+
+
+def _plugins(ctx: click.Context) -> Any:
+    """The run's plugins, made once per command line (the options' hooks and the run share them)."""
+    root = ctx.find_root()
+    if "shlax.plugins" not in root.meta:
+        from shlax_core.plugins import Plugins
+
+        root.meta["shlax.plugins"] = Plugins()
+    return root.meta["shlax.plugins"]
+
+
+def _run_options(vars: tuple[str, ...], values: dict[str, Any]) -> Any:
+    """The typed :class:`~shlax_core.options.RunOptions`: each plugin's values made into its own
+    type, and which plugins' options the user gave."""
+    from click.core import ParameterSource
+
+    from shlax_core.options import RunOptions, make_values
+
+    ctx = click.get_current_context()
+    plugins, given, phases = {}, set(), {}
+    for declared in _plugins(ctx).plugin_options():
+        plugins[declared.owner] = make_values(declared, values)
+        phases[declared.owner] = declared.phase
+        for option in declared.cli:
+            values.pop(option.name, None)
+            if ctx.get_parameter_source(option.name) not in (ParameterSource.DEFAULT, None):
+                given.add(declared.owner)
+    return RunOptions(vars=tuple(vars or ()), plugins=plugins, given=frozenset(given), phases=phases)
+
+
 def _session(json_mode: bool, offline: bool = False, no_cache: bool = False, pull: bool = False,
-             recipe_dir: Any = None, buffer_hosts: bool = False, **options: Any):
+             recipe_dir: Any = None, buffer_hosts: bool = False, vars: tuple[str, ...] = (), **values: Any):
     from shlax_core.output import make_reporter
-    from shlax_core.plugins import Plugins
     from shlax_core.session import Session
 
+    options = _run_options(vars, values)
+    if values:
+        raise TypeError(f"unexpected options: {', '.join(values)}")
     reporter = make_reporter(json_mode, buffer_hosts=buffer_hosts)
-    return Session(Plugins(), reporter, offline=offline, no_cache=no_cache, pull=pull,
-                   recipe_dir=recipe_dir, options=options)
+    return Session(_plugins(click.get_current_context()), reporter, offline=offline, no_cache=no_cache,
+                   pull=pull, recipe_dir=recipe_dir, options=options)
 
 
 def _run(recipe_file: Optional[str], targets: tuple[str, ...], plan: bool, json_mode: bool,
@@ -125,10 +177,7 @@ _common = [
     click.option("--trace", metavar="FILE", type=click.Path(dir_okay=False, writable=True),
                  callback=lambda ctx, param, value: _trace_file(value),
                  help="Write the run as a Chrome trace (open it in ui.perfetto.dev)."),
-    click.option("--push", is_flag=True, help="Push the final images to their registry names."),
-    click.option("--cache-to", metavar="REGISTRY/REPO", help="Push every new step layer there, under its key."),
-    click.option("--cache-from", metavar="REGISTRY/REPO", help="Pull missing step layers from there."),
-    click.option("--tls-verify/--no-tls-verify", default=True, help="Verify registry TLS (default: on)."),
+    # then the options plugins add (PluginOptionsCommand), e.g. --push, --cache-to, --cache-from
 ]
 
 
@@ -138,14 +187,14 @@ def _options(f: Any) -> Any:
     return f
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(cls=PluginOptionsCommand, context_settings=CONTEXT)
 @_options
 def run(recipe_file: Optional[str], targets: tuple[str, ...], **kw: Any) -> None:
     """Build or apply the targets of RECIPE (default ./shlax.toml); all targets when none is named."""
     _run(recipe_file, targets, False, **kw)
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(cls=PluginOptionsCommand, context_settings=CONTEXT)
 @_options
 def plan(recipe_file: Optional[str], targets: tuple[str, ...], **kw: Any) -> None:
     """Show, per step, whether it is cached or will run and why; on hosts, what would change.
@@ -159,7 +208,9 @@ def plan(recipe_file: Optional[str], targets: tuple[str, ...], **kw: Any) -> Non
 @cli.command(context_settings=CONTEXT)
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable output.")
 def plugins(json_mode: bool) -> None:
-    """Installed plugins: distribution, version, what each provides, and load errors."""
+    """Installed plugins: distribution, version, every entry point (actions, backends, caches,
+    commands, cache commands, hooks, recipe sections), the hooks each one's module implements,
+    and load errors."""
     import json
 
     from shlax_core.plugins import Plugins
@@ -175,7 +226,9 @@ def plugins(json_mode: bool) -> None:
         click.echo(dist)
         for row in items:
             status = f"BROKEN: {row['error']}" if row["error"] else row.get("summary", "")
-            click.echo(f"  {row['kind']:<8} {row['name']:<12} {status}")
+            click.echo(f"  {row['kind']:<13} {row['name']:<12} {status}")
+            if row.get("hooks"):
+                click.echo(f"  {'':<13} {'':<12} hooks: {', '.join(row['hooks'])}")
     broken = [r for r in rows if r["error"]]
     if broken:
         click.echo(f"\n{len(broken)} broken plugin entr{'y' if len(broken) == 1 else 'ies'}", err=True)

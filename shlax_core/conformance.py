@@ -52,7 +52,7 @@ from shlax_core.errors import StepFailed, Unsupported
 if TYPE_CHECKING:  # pragma: no cover
     from shlax_core.plugins import Plugins
 
-__all__ = ["BackendContract", "started", "emulate", "PROBES"]
+__all__ = ["BackendContract", "ImageLayerContract", "started", "emulate", "PROBES"]
 
 # -- probes: fixed scripts, data in "$@" ----------------------------------------------------------
 ARGS = ': shlax-args; for a; do printf "[%s]\\n" "$a"; done'
@@ -495,3 +495,86 @@ class FakeFS:
 
     def stat(self, path: str) -> Stat:
         return self.files.get(self.follow(path), Stat(False))
+
+
+# -- image backends: layers by key, and the layer-transfer protocol ----------------------------------
+
+class ImageLayerContract:
+    """What the core and the registry plugin ask of an image backend beyond steps: layers named by
+    key (:meth:`~shlax_core.backends.ImageBackend.lookup`, ``list_layers``, ``remove_layers``)
+    and, when ``transfers_layers``, pulling and pushing them. Mix it into a
+    :class:`BackendContract` subclass whose backend is an :class:`ImageBackend` on the store
+    ``list_layers`` reads (class methods know no target), and provide ``transfer_repo``: a
+    registry repository ``host[:port]/repo`` the tests may push to (with ``transfer_tls``)."""
+
+    transfer_tls: bool = True
+
+    @pytest.fixture
+    def layer_backend(self) -> Backend:
+        pytest.fail("ImageLayerContract: override the `layer_backend` fixture (a started image backend)")
+
+    @pytest.fixture
+    def transfer_repo(self) -> str:
+        pytest.fail("ImageLayerContract: override the `transfer_repo` fixture (a repository to push to)")
+
+    @pytest.fixture
+    def layer(self, layer_backend: Backend) -> Iterator[tuple[str, str]]:
+        """(key, image) of a layer committed for one test, removed afterwards."""
+        assert isinstance(layer_backend, ImageBackend)
+        key = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+        layer_backend.run(probe(WRITE, f"/tmp/layer-{key[:8]}", key))
+        image = layer_backend.commit(key, {"target": "conformance", "step": "layer contract"})
+        # one more commit: the working container moves on to that one, so this layer is in use by
+        # nothing (as a cold layer that `shlax cache prune` removes)
+        after = hashlib.sha256(key.encode() + b"after").hexdigest()
+        layer_backend.commit(after, {"target": "conformance", "step": "layer contract"})
+        try:
+            yield key, image
+        finally:
+            _drop(layer_backend, [key, after])
+
+    def test_a_committed_layer_is_found_by_its_key(self, layer_backend: Backend, layer: tuple[str, str]) -> None:
+        assert isinstance(layer_backend, ImageBackend)
+        key, image = layer
+        other = hashlib.sha256(key.encode() + b"other").hexdigest()
+        assert layer_backend.lookup([other, key], fresh=True) == {key: image}
+
+    def test_layers_are_listed_and_removed_by_name(self, layer_backend: Backend, layer: tuple[str, str]) -> None:
+        assert isinstance(layer_backend, ImageBackend) and type(layer_backend).keeps_layers
+        key, image = layer
+        rows = [r for r in type(layer_backend).list_layers() if r["key"] == key]
+        assert rows and all(r["image"] == image and r["name"] for r in rows)
+        assert all(isinstance(r.get("size", 0), int) for r in rows)
+        type(layer_backend).remove_layers([r["name"] for r in rows])
+        assert key not in layer_backend.lookup([key], fresh=True)
+        assert not [r for r in type(layer_backend).list_layers() if r["key"] == key]
+
+    def test_layers_travel_through_a_registry(self, layer_backend: Backend, layer: tuple[str, str],
+                                               transfer_repo: str) -> None:
+        from shlax_core.backends import Transfer, TransferFailed
+
+        assert isinstance(layer_backend, ImageBackend)
+        if not type(layer_backend).transfers_layers:
+            pytest.skip("the backend does not transfer layers (transfers_layers = False)")
+        key, image = layer
+        how = Transfer(tls_verify=self.transfer_tls)
+        ref = f"{transfer_repo}:{key}"
+        layer_backend.push_layer(key, image, ref, how)
+        _drop(layer_backend, [key])
+        assert key not in layer_backend.lookup([key], fresh=True)
+        pulled = layer_backend.pull_layer(key, ref, how)
+        assert layer_backend.lookup([key], fresh=True) == {key: pulled}
+        digest = layer_backend.push_image(pulled, f"{transfer_repo}:image-{key[:12]}", how)
+        assert isinstance(digest, str) and (digest == "" or digest.startswith("sha256:"))
+        with pytest.raises(TransferFailed) as failed:
+            layer_backend.pull_layer(key, f"{transfer_repo}:absent-{key[:12]}", how)
+        assert failed.value.message
+        # the pulled layer stays a cache layer when the build stops here
+        layer_backend.close()
+        assert [r for r in type(layer_backend).list_layers() if r["key"] == key]
+
+
+def _drop(backend: ImageBackend, keys: Sequence[str]) -> None:
+    names = [r["name"] for r in type(backend).list_layers() if r["key"] in keys]
+    if names:
+        type(backend).remove_layers(names)

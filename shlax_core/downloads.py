@@ -29,19 +29,10 @@ from typing import TYPE_CHECKING, Callable, ClassVar, ContextManager, Iterator, 
 
 from shlax_core import dirs, trust
 from shlax_core.backends import Mount
+from shlax_core.filestate import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from shlax_core.actions import StepContext
-
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_age(text: str) -> Optional[float]:
-    """Seconds in ``30m``, ``6h``, ``2d``, ``1w`` (None when the text is not like that)."""
-    m = _AGE.match(text.lower())
-    return float(m.group(1)) * _AGE_UNITS[m.group(2)] if m else None
-
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "unknown"
@@ -179,10 +170,8 @@ class DownloadCache(Cache):
             if path.read_text() == text:
                 return path
         except OSError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{name}.tmp{os.getpid()}")
-        tmp.write_text(text)
-        tmp.replace(path)
+            pass
+        write_atomic(path, text)
         return path
 
     def env(self, ctx: "StepContext") -> dict[str, str]:

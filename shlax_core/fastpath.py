@@ -11,7 +11,7 @@ the run's outcome depended on (docs/layers.md, "The no-op fast path"):
   (:func:`shlax_core.entrypoints.select`, ``SHLAX_DISABLE_PLUGINS`` included) is made again;
 - the signature of every host file and directory the steps read (taken *before* reading them);
 - per target, the backend's entry-point name and what the backend says it can check cheaply
-  (:meth:`~shlax_core.backends.ImageBackend.fastpath_info`): for buildah, that the recipe's base
+  (:meth:`~shlax_core.backends.ImageBackend.fastpath_info`): e.g. that the recipe's base
   reference still resolves to the recorded base image ID and that the final image still carries
   its names and its final key.
 
@@ -25,11 +25,12 @@ or anything it cannot check, falls through to the full path, which decides for r
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Sequence
+
+from shlax_core.filestate import signature
 
 VERSION = 2
 DISABLE_ENV = "SHLAX_NO_FASTPATH"
@@ -60,22 +61,14 @@ def _record_path(recipe: Path, targets: list[str]) -> Path:
     return dirs.cache_root() / "fastpath" / f"{name}.json"
 
 
-def _signature(path: str) -> Optional[list[int]]:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
-
-
 def _environment(dist_paths: list[str]) -> list[Any]:
     """What says the installed shlax and plugins are the ones that made the record."""
     from shlax_core import __version__
 
     # sys.path[0] is the script's folder or the current one: it differs between `shlax` and
     # `python -m shlax_core`, and holds no installed distribution
-    paths = [[p, _signature(p)] for p in sys.path[1:] if p]
-    metadata = [[f, _signature(f)] for d in dist_paths for f in (f"{d}/METADATA", f"{d}/entry_points.txt")]
+    paths = [[p, signature(p)] for p in sys.path[1:] if p]
+    metadata = [[f, signature(f)] for d in dist_paths for f in (f"{d}/METADATA", f"{d}/entry_points.txt")]
     return [__version__, sys.prefix, sys.version, paths, metadata]
 
 
@@ -101,7 +94,8 @@ def save(recipe: Path, recipe_bytes: bytes, targets: list[str], images: list[dic
          guards: dict[str, Any], plugins: list[Row], dist_paths: list[str]) -> None:
     """Called by the runner after a successful run whose every target can be checked cheaply."""
     import hashlib
-    import json
+
+    from shlax_core.filestate import write_json
 
     if not enabled():
         return
@@ -111,11 +105,7 @@ def save(recipe: Path, recipe_bytes: bytes, targets: list[str], images: list[dic
         "guards": guards, "plugins": [list(r) for r in plugins], "selected": _selection(plugins),
         "images": images,
     }
-    path = _record_path(recipe, targets)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    write_json(_record_path(recipe, targets), record)
 
 
 class Recording:
@@ -135,7 +125,7 @@ class Recording:
             for cls in (r.backend_cls, *(type(a) for a in r.actions or () if a is not None)):
                 path = getattr(sys.modules.get(cls.__module__), "__file__", None)
                 if path:
-                    self.guards[path] = _signature(path)
+                    self.guards[path] = signature(path)
 
     def add(self, resolved: Any, backend: Any, image: Optional[str], keys: list[str], session: Any,
             templates: Optional[dict[str, Any]] = None) -> None:
@@ -143,6 +133,9 @@ class Recording:
         keys, the final image's last; ``templates``: the files its templates read, signed before
         reading them."""
         if not self.ok:
+            return
+        if resolved.target.plugin_keys:  # a plugin's work on every run (a registry push...)
+            self.ok = False
             return
         info = backend.fastpath_info(image, keys) if image else None
         guards = [a.guards(session) for a in resolved.actions]
@@ -211,7 +204,7 @@ def check(recipe: Path, targets: list[str]) -> Optional[dict[str, Any]]:
     if record["env"] != json.loads(json.dumps(_environment(record["dists"]))):
         return None
     for path, sig in record["guards"].items():
-        if _signature(path) != sig:
+        if signature(path) != sig:
             return None
     rows = [Row(*r) for r in record["plugins"]]
     if _selection(rows) != record["selected"]:  # SHLAX_DISABLE_PLUGINS hides one, or unhides a rival
@@ -229,7 +222,9 @@ def check(recipe: Path, targets: list[str]) -> Optional[dict[str, Any]]:
 
 def replay(record: dict[str, Any], json_mode: bool, started: float) -> None:
     """Report the run exactly as an all-cached run reports it."""
+    from shlax_core.events import Outcome
     from shlax_core.output import JsonReporter, PlainReporter
+    from shlax_core.status import Status
 
     reporter = JsonReporter() if json_mode else PlainReporter()
     reporter.emit("run_start", recipe=record["recipe"], plan=False,
@@ -239,49 +234,7 @@ def replay(record: dict[str, Any], json_mode: bool, started: float) -> None:
         total = len(image["steps"])
         reporter.emit("target_start", **where, backend=image["backend"], steps=total, plan=False)
         for index, (step, path) in enumerate(zip(image["steps"], image["paths"]), 1):
-            reporter.emit("step_end", **where, index=index, total=total, step=step, path=path, status="cached")
+            reporter.emit("step_end", **where, index=index, total=total, step=step, path=path, status=Status.CACHED)
         reporter.emit("target_end", **where, summary=image["summary"], image=image["image"],
                       elapsed=time.monotonic() - started)
-    reporter.emit("run_end", status="success", elapsed=time.monotonic() - started, recap=[], recap_lines=[])
-
-
-def _terminated(signum: int, _frame: Any) -> None:
-    """Until the runner installs its own handler, SIGTERM unwinds like Ctrl-C (exit 130)."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def main() -> None:
-    """Console entry point: try the fast path for a plain ``shlax run``, else the full CLI."""
-    try:
-        signal.signal(signal.SIGTERM, _terminated)
-        _main()
-    except KeyboardInterrupt:  # before the CLI took over (while importing): nothing to clean up
-        sys.stderr.write("shlax: interrupted\n")
-        sys.exit(130)
-
-
-def _main() -> None:
-    started = time.monotonic()
-    args = sys.argv[1:]
-    if args[:1] == ["run"] and enabled():
-        rest = [a for a in args[1:] if a not in NEUTRAL_OPTIONS]
-        if not any(a.startswith("-") for a in rest):
-            recipe = Path(rest[0]) if rest else Path("shlax.toml")
-            if recipe.is_dir():
-                recipe = recipe / "shlax.toml"
-            try:
-                record = check(recipe.resolve(), rest[1:])
-            except Exception:  # the fast path never fails a run: the full path decides
-                record = None
-            if record is not None:
-                try:
-                    replay(record, "--json" in args, started)
-                except BrokenPipeError:  # `shlax run | head`: the reader left, nothing is wrong
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                from shlax_core.cache import usage
-
-                usage.touch([k for image in record["images"] for k in image["keys"]])
-                sys.exit(0)
-    from shlax_core.cli import main as cli_main
-
-    cli_main()
+    reporter.emit("run_end", status=Outcome.SUCCESS, elapsed=time.monotonic() - started, recap=[], recap_lines=[])

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 from shlax_core import dockerignore
 from shlax_core.errors import RecipeError
+from shlax_core.filestate import signature
 
 IGNORE_FILE = ".shlaxignore"
 #: read with Docker's rules, in this order, when there is no .shlaxignore
@@ -126,15 +127,6 @@ class Ignores:
             if result.include and result.index is not None:
                 return f"{self.labels[result.index]} `{self.spec.patterns[result.index].pattern}`"
         return None
-
-
-def signature(path: str) -> Optional[list[int]]:
-    """What a later no-op check compares: size, mtime, ctime, inode, device (None: missing)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
 def _walk(top: str, watch: Optional[dict[str, Optional[list[int]]]]) -> Iterator[tuple[str, list[os.DirEntry]]]:

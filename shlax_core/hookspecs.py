@@ -17,7 +17,8 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from shlax_core.actions import StepContext
-    from shlax_core.backends import Backend, Mount
+    from shlax_core.backends import Backend, Mount, Transfer
+    from shlax_core.options import PluginOptions
     from shlax_core.recipe import Step, Target
 
 hookspec = pluggy.HookspecMarker("shlax")
@@ -130,12 +131,23 @@ def shlax_image_built(backend: "Backend", image: str, keys: list[str]) -> None:
 
 
 @hookspec(firstresult=True)
-def shlax_push_image(backend: "Backend", names: list[str]) -> Optional[bool]:
-    """Push the final image's names to their registries (``--push`` / ``push = true``).
+def shlax_transfer(backend: "Backend") -> Optional["Transfer"]:
+    """How this image backend reaches registries for its own pulls (the base image): TLS and
+    credentials, from the plugin that owns the registry options. First non-None result wins;
+    with none, the backend's tools decide (``registries.conf``, ``buildah login``).
 
-    First non-None result wins: return True when this plugin pushed, so the backend does not
-    push again with its own plain fallback. Raise ``StepFailed`` when a push fails.
+    :param backend: the image backend about to pull.
+    :return: a :class:`~shlax_core.backends.Transfer`, or None.
+    """
 
-    :param backend: the image backend whose store holds the tagged image.
-    :param names: the fully qualified names to push, e.g. ``reg.example:5000/team/app:1.2``.
+
+@hookspec
+def shlax_plugin_options() -> Optional["PluginOptions"]:
+    """Options this plugin adds to ``shlax run`` and ``shlax plan``, and target keys it owns.
+
+    Called when ``run`` or ``plan`` is parsed or shows its ``--help`` (never for ``shlax --help``)
+    and before a recipe's targets are validated; implement it in a ``shlax.hooks`` module, which
+    keeps to light imports (click and the core). See :mod:`shlax_core.options`.
+
+    :return: a :class:`~shlax_core.options.PluginOptions`, or None.
     """

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from shlax_core.actions import Action
 from shlax_core.binding import Binder, StepPlan
 from shlax_core.errors import Interrupted, RecipeError, ShlaxError, StepFailed, Unreachable
+from shlax_core.events import Outcome
+from shlax_core.interrupts import shielded
+from shlax_core.status import Status
 from shlax_core.timeline import Phases
 from shlax_core.variables import PendingFacts, merged
 
@@ -168,8 +171,6 @@ class HostRuns:
                                elapsed=time.monotonic() - started, error=self._error(exc, target.path))
             self.reporter.emit("target_end", **where, summary=result.status, status=result.status,
                                elapsed=time.monotonic() - started)
-            from shlax_core.runner import shielded
-
             with shielded():
                 backend.close()
             if stop is not None:
@@ -199,8 +200,6 @@ class HostRuns:
             self._end(where, result, plan, started)
             raise
         finally:
-            from shlax_core.runner import shielded
-
             with shielded():
                 backend.close()
         if stop is not None and result.status not in ("success", "interrupted"):
@@ -234,10 +233,10 @@ class HostRuns:
                 action = late.bind(step_plan)
         except ShlaxError as exc:  # a template only this host's facts reveal as wrong
             self.reporter.emit("step_end", **where, index=index, total=total, step=step_plan.describe(),
-                               path=step_plan.step.path, status="failed", elapsed=0.0,
+                               path=step_plan.step.path, status=Status.FAILED, elapsed=0.0,
                                error=self._error(exc, step_plan.step.path), **extra)
-            result.status, result.cause = "failed", f"{step_plan.step.path}: {exc.message}"
-            result.add("failed")
+            result.status, result.cause = Outcome.FAILED, f"{step_plan.step.path}: {exc.message}"
+            result.add(Status.FAILED)
             return None
         self._step_event("step_start", where, index, total, action, **extra)
         self.session.hook.shlax_step_start(target=target, step=action.step, host=where["host"])
@@ -249,28 +248,23 @@ class HostRuns:
                 with ph("check"):
                     satisfied = action.check(ctx)
                 if satisfied:
-                    status = "ok"
+                    status = Status.OK
                 elif plan:
-                    status = "change"
+                    status = Status.CHANGE
                 else:
                     with ph("apply"):
-                        status = "ok" if action.apply(ctx) is False else "changed"
-        except StepFailed as exc:
-            result.status = "unreachable" if isinstance(exc, Unreachable) else "failed"
+                        status = Status.OK if action.apply(ctx) is False else Status.CHANGED
+        except (StepFailed, ShlaxError) as exc:  # a failed command, or a user error only this host
+            # reveals (it fails its step like a command would; the run exits 2): the others go on
+            down = isinstance(exc, Unreachable)
+            result.status = Outcome.UNREACHABLE if down else Outcome.FAILED
             result.cause = f"{action.describe()}: {exc.message}"
-            result.add("failed")
+            result.add(Status.FAILED)
+            step_status = Status.UNREACHABLE if down else Status.FAILED
             self.session.timeline.record(track, action.describe(), wall, time.monotonic() - step_started, ph,
-                                         status=result.status, index=index)
-            self._failed(where, index, total, action, exc, step_started, status=result.status,
+                                         status=step_status, index=index)
+            self._failed(where, index, total, action, exc, step_started, status=step_status,
                          phases=ph.durations(), **extra)
-            return None
-        except ShlaxError as exc:  # a user error only this host reveals: the others go on
-            result.status = "failed"
-            result.cause = f"{action.describe()}: {exc.message}"
-            result.add("failed")
-            self.session.timeline.record(track, action.describe(), wall, time.monotonic() - step_started, ph,
-                                         status="failed", index=index)
-            self._failed(where, index, total, action, exc, step_started, phases=ph.durations(), **extra)
             return None
         elapsed = time.monotonic() - step_started
         result.add(status)

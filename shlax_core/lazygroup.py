@@ -1,7 +1,9 @@
 """click groups whose plugin subcommands are entry points, imported only when invoked.
 
-``shlax --help`` (and ``shlax cache --help``) list them by entry-point name alone, so help never
-imports a plugin; a plugin whose command fails to load breaks only that command.
+``shlax --help`` (and ``shlax cache --help``) list them by entry-point name alone (selected by the
+rules of every loader: ``SHLAX_DISABLE_PLUGINS`` hides them too), so help never imports a plugin.
+Invoking one loads it through :class:`~shlax_core.plugins.Plugins` like any other plugin, guarded:
+a plugin whose command fails to load breaks only that command.
 """
 
 from __future__ import annotations
@@ -14,20 +16,21 @@ from shlax_core.errors import ShlaxError
 
 
 class EntryPointGroup(click.Group):
-    """Subclasses name the entry-point ``group`` and say how to turn an entry into a command."""
+    """Subclasses name the plugin ``kind`` (a key of :data:`shlax_core.plugins.GROUPS`) and say
+    how a loaded plugin gives its command."""
 
-    group = ""
+    kind = ""
     _listing = False
 
     def _entry_points(self) -> dict[str, Any]:
-        from importlib.metadata import entry_points
+        from shlax_core.entrypoints import GROUPS, entry_points
 
         try:
-            return {ep.name: ep for ep in entry_points(group=self.group)}
+            return entry_points(GROUPS[self.kind])
         except Exception:
             return {}
 
-    def load_command(self, name: str, ep: Any) -> Optional[click.Command]:
+    def load_command(self, name: str) -> Optional[click.Command]:
         raise NotImplementedError
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -44,18 +47,14 @@ class EntryPointGroup(click.Group):
         cmd = super().get_command(ctx, name)
         if cmd is not None:
             return cmd
-        ep = self._entry_points().get(name)
-        if ep is None:
+        if name not in self._entry_points():
             return None
         if ctx.resilient_parsing or self._listing:  # help lists, imports nothing
             return click.Command(name, help="(plugin command)")
         try:
-            return self.load_command(name, ep)
-        except ShlaxError as exc:
+            return self.load_command(name)
+        except ShlaxError as exc:  # guarded by the loader: a broken plugin breaks only its own command
             return broken(name, exc)
-        except Exception as exc:  # guarded: a broken plugin breaks only its own command
-            return broken(name, ShlaxError(f"plugin command {name!r} ({ep.value}) failed to load: "
-                                           f"{type(exc).__name__}: {exc}"))
 
 
 def broken(name: str, error: ShlaxError) -> click.Command:

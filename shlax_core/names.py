@@ -35,7 +35,9 @@ ACCOUNT = re.compile(rf"^{_ACCOUNT}$")
 #: ``user`` or ``user:group`` (names or numbers), as chown and ``--user`` take them
 OWNER = re.compile(rf"^{_ACCOUNT}(?::{_ACCOUNT})?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: what podman and buildah accept as a container name
+#: a template variable's name (a recipe's ``[vars]``, an inventory's, ``--var``): the same grammar
+VARIABLE = ENV_NAME
+#: what podman and buildah accept as a container name (and podman as a volume or pod name)
 CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 REFERENCE_HINT = ('lower-case path components (letters, digits, . _ -, not at the ends), an optional '

@@ -46,6 +46,7 @@ class Reporter:
         self.failed = False
 
     def emit(self, event: str, **data: Any) -> None:
+        """One event; its fields are typed in :mod:`shlax_core.events` (``EVENTS[event]``)."""
         data = {"event": event, "time": round(time.time(), 3), **data}
         with self.lock:
             if event == "step_end" and data.get("status") in ("failed", "unreachable"):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Sequence
 
 from shlax_core.actions import Action, StepContext
-from shlax_core.downloads import parse_age
+from shlax_core.units import parse_age
 from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.params import doc
 from shlax_core.process import Exec

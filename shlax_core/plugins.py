@@ -6,12 +6,14 @@ Entry-point groups (names are the words users type in recipes):
 - ``shlax.backends`` -> a :class:`~shlax_core.backends.Backend` subclass
 - ``shlax.caches``   -> a :class:`~shlax_core.downloads.Cache` subclass
 - ``shlax.commands`` -> a module implementing ``shlax_register_commands``
+- ``shlax.cache_commands`` -> a click command, added to ``shlax cache`` (name = subcommand)
 - ``shlax.hooks``    -> a module of hook implementations, registered for every run
 - ``shlax.sections`` -> the parser of a top-level recipe table the plugin owns (name = the TOML
   key, e.g. ``services``); the recipe keeps that table's raw data, the plugin validates it
 
-Loading is guarded per entry point: a plugin that fails to import is reported where it is
-needed (and listed by ``shlax plugins``), and never breaks what does not use it.
+Every group goes through :class:`Plugins` (stevedore, guarded per entry point): a plugin that
+fails to import is reported where it is needed (and listed by ``shlax plugins``), and never breaks
+what does not use it; ``SHLAX_DISABLE_PLUGINS`` hides entries of every group alike.
 """
 
 from __future__ import annotations
@@ -19,25 +21,15 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Iterable, Optional
 
 import pluggy
 
 from shlax_core import hookspecs
-from shlax_core.entrypoints import select
+from shlax_core.entrypoints import GROUPS, EntryPoint, entry_points, raw_entry_points
 from shlax_core.errors import PluginError
 from shlax_core.params import closest
-
-GROUPS = {
-    "action": "shlax.actions",
-    "backend": "shlax.backends",
-    "cache": "shlax.caches",
-    "command": "shlax.commands",
-    "hooks": "shlax.hooks",
-    "section": "shlax.sections",
-}
 
 #: where a user finds a plugin they do not have yet
 KNOWN_PROVIDERS = {
@@ -67,53 +59,26 @@ def get_plugin_manager(*, register: Iterable[Any] = ()) -> pluggy.PluginManager:
     return pm
 
 
-@dataclass
-class EntryPoint:
-    """One entry point with the distribution that declares it (metadata only; nothing imported)."""
-
-    group: str
-    name: str
-    value: str
-    dist: str
-    version: str
-    ep: Any = field(repr=False, default=None)
-
-
-def raw_entry_points(group: str, scanned: Any = None) -> list[EntryPoint]:
-    """Every entry point of a group, before any selection (``SHLAX_DISABLE_PLUGINS`` included)."""
-    rows = []
-    selected = scanned.select(group=group) if scanned is not None else importlib.metadata.entry_points(group=group)
-    for ep in selected:
-        dist = getattr(ep, "dist", None)
-        dname = dist.metadata["Name"] if dist is not None else "?"
-        version = dist.version if dist is not None else "0"
-        rows.append(EntryPoint(group, ep.name, ep.value, dname, version, ep))
-    return rows
-
-
-def entry_points(group: str, scanned: Any = None) -> dict[str, list[EntryPoint]]:
-    """All entry points of a group by name, one per distinct distribution, minus those
-    ``SHLAX_DISABLE_PLUGINS`` hides (:func:`shlax_core.entrypoints.select`). ``scanned``: the
-    result of one ``importlib.metadata.entry_points()`` to select from (each scan reads every
-    installed distribution's metadata: about 10 ms)."""
-    return select(raw_entry_points(group, scanned))
-
-
 class Plugins:
     """Loads named plugins on demand and registers their modules' hooks with the plugin manager.
 
     ``extra`` injects in-memory plugins (tests): ``{"action": {"echo": EchoAction}}``. They win
-    over installed entry points of the same name.
+    over installed entry points of the same name. ``installed_hooks=False`` leaves the installed
+    ``shlax.hooks`` plugins out of :meth:`load_hooks` (a plugin author's unit tests run no hook
+    of somebody else's plugin; ``shlax_core.testing`` builds its managers that way).
     """
 
     def __init__(self, pm: Optional[pluggy.PluginManager] = None,
-                 extra: Optional[dict[str, dict[str, Any]]] = None):
+                 extra: Optional[dict[str, dict[str, Any]]] = None, *, installed_hooks: bool = True):
         self.pm = pm or get_plugin_manager()
         self.extra = extra or {}
+        self.installed_hooks = installed_hooks
         self._eps: dict[str, dict[str, list[EntryPoint]]] = {}
         self._scanned: Any = None
         self._loaded: dict[tuple[str, str], Any] = {}
         self._hooks_loaded = False
+        self._hook_errors: list[PluginError] = []
+        self._options: Optional[list[Any]] = None
 
     # -- metadata (no import) -----------------------------------------------------------------
     def scanned(self) -> Any:
@@ -159,19 +124,9 @@ class Plugins:
         return obj
 
     def _import(self, ep: EntryPoint, where: Optional[str]) -> Any:
-        from stevedore import DriverManager
-
-        failures: list[BaseException] = []
-
-        def failed(_mgr: Any, _ep: Any, exc: BaseException) -> None:
-            failures.append(exc)
-
         try:
-            mgr = DriverManager(ep.group, ep.name, invoke_on_load=False,
-                                on_load_failure_callback=failed)
-            return mgr.driver
-        except Exception as exc:  # NoMatches after a failed import, or MultipleMatches
-            error = failures[0] if failures else exc
+            return _driver(ep)
+        except Exception as error:
             raise PluginError(
                 f"plugin {ep.name!r} ({ep.dist} {ep.version}) failed to load: "
                 f"{type(error).__name__}: {error}", where=where,
@@ -183,8 +138,7 @@ class Plugins:
             if not obj.__dict__.get("name"):
                 obj.name = name
             obj.version = version
-        # hooks and commands entry points name modules; actions, backends, caches name classes
-        module = obj if isinstance(obj, ModuleType) else sys.modules.get(getattr(obj, "__module__", ""))
+        module = _module_of(obj)
         if module is not None and not self.pm.is_registered(module):
             self.pm.register(module, name=f"{key[0]}:{name}")
             try:
@@ -215,33 +169,88 @@ class Plugins:
         a broken plugin must not break runs that do not need it.
         """
         if self._hooks_loaded:
-            return []
+            errors, self._hook_errors = self._hook_errors, []  # loaded early for options: said once
+            return errors
         self._hooks_loaded = True
         errors = []
-        for name in self.names("hooks"):
+        names = self.names("hooks") if self.installed_hooks else sorted(self.extra.get("hooks", {}))
+        for name in names:
             try:
                 self.load("hooks", name)
             except PluginError as exc:
                 errors.append(exc)
         return errors
 
+    def plugin_options(self) -> list[Any]:
+        """Every :class:`~shlax_core.options.PluginOptions` the hook plugins declare (``run`` and
+        ``plan`` only: this loads the hook plugins; their load errors are kept for the runner)."""
+        if self._options is None:
+            if not self._hooks_loaded:
+                self._hook_errors = self.load_hooks()
+            self._options = [o for o in self.pm.hook.shlax_plugin_options() if o is not None]
+        return self._options
+
     # -- listing ------------------------------------------------------------------------------
     def inventory(self) -> list[dict[str, Any]]:
-        """Every installed plugin entry, imported, with its load error if any (``shlax plugins``)."""
+        """Every installed plugin entry of every group, imported (guarded), with the hooks its
+        module implements and its load error if any (``shlax plugins``)."""
         rows = []
         for kind, group in GROUPS.items():
             for name, eps in sorted(self.eps(kind).items()):
                 for ep in eps:
-                    row = {"kind": kind, "name": name, "distribution": ep.dist, "version": ep.version,
-                           "object": ep.value, "error": None}
+                    row: dict[str, Any] = {"kind": kind, "name": name, "distribution": ep.dist,
+                                           "version": ep.version, "object": ep.value, "error": None}
                     if len(eps) > 1:
                         row["error"] = "name claimed by " + " and ".join(e.dist for e in eps)
                     else:
                         try:
-                            obj = ep.ep.load()
-                            doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
-                            row["summary"] = doc[0] if doc else ""
+                            obj = _driver(ep)
                         except Exception as exc:  # guarded: list it as broken
                             row["error"] = f"{type(exc).__name__}: {exc}"
+                        else:
+                            row["summary"] = _summary(obj)
+                            row["hooks"] = self.hooks_of(obj)
                     rows.append(row)
         return rows
+
+    def hooks_of(self, obj: Any) -> list[str]:
+        """The shlax hooks implemented by the module that holds ``obj`` (what registering it adds)."""
+        module = _module_of(obj)
+        if module is None:
+            return []
+        return sorted(n for n in dir(module) if n.startswith("shlax_")
+                      and self.pm.parse_hookimpl_opts(module, n) is not None)
+
+
+def _module_of(obj: Any) -> Optional[ModuleType]:
+    """The module whose hooks come with a plugin object: hooks and commands entry points name
+    modules, actions, backends and caches name classes; other objects (a cache command's click
+    command) bring no hooks."""
+    if isinstance(obj, ModuleType):
+        return obj
+    if isinstance(obj, type):
+        return sys.modules.get(obj.__module__)
+    return None
+
+
+def _driver(ep: EntryPoint) -> Any:
+    """The object an entry point names, loaded through stevedore; the import's own error if it
+    fails (stevedore reports it to a callback, then says only "no matches")."""
+    from stevedore import DriverManager
+
+    failures: list[BaseException] = []
+
+    def failed(_mgr: Any, _ep: Any, exc: BaseException) -> None:
+        failures.append(exc)
+
+    try:
+        return DriverManager(ep.group, ep.name, invoke_on_load=False, on_load_failure_callback=failed).driver
+    except Exception as exc:  # NoMatches after a failed import, or MultipleMatches
+        raise (failures[0] if failures else exc) from None
+
+
+def _summary(obj: Any) -> str:
+    """The first line of a plugin object's docs (a click command's help, else its docstring)."""
+    text = obj.__doc__ if isinstance(obj, (type, ModuleType)) else getattr(obj, "help", None) or obj.__doc__
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""

@@ -37,6 +37,7 @@ from shlax_core import buildenv, tomlfile
 from shlax_core.buildenv import Settings
 from shlax_core.errors import RecipeError
 from shlax_core.locate import Locator
+from shlax_core.names import VARIABLE
 from shlax_core.params import closest
 
 DEFAULT_FILE = "shlax.toml"
@@ -102,6 +103,10 @@ class Target:
     vars: dict[str, Any] = field(default_factory=dict)
     #: the targets that copy from this one's image (it is their stage; :mod:`shlax_core.stages`)
     feeds: tuple[str, ...] = ()
+    #: the keys plugins own (``shlax_plugin_options``), validated, by plugin: set when resolved
+    parts: dict[str, Any] = field(default_factory=dict)
+    #: which of the target's keys were plugins' (such a target is never on the fast path)
+    plugin_keys: set[str] = field(default_factory=set)
 
     def where_of(self, key: str) -> str:
         """``file:line`` of one of this target's keys (``base``, ``hosts[1]``), for backends' errors."""
@@ -260,7 +265,7 @@ def _sections(data: dict[str, Any], loc: Locator) -> dict[str, Any]:
 
 #: names templates give a meaning of their own (see docs/recipes.md)
 RESERVED_VARS = ("host", "facts", "target")
-_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VAR = VARIABLE
 
 
 def _vars(raw: Any, path: str, loc: Locator) -> dict[str, Any]:

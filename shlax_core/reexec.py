@@ -29,6 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from shlax_core.filestate import write_atomic
+
 ENV_MARK = "SHLAX_REEXEC"
 ENV_PIDFILE = "SHLAX_REEXEC_PIDFILE"
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -43,10 +45,8 @@ def announce() -> None:
     """In the inner run: tell the outer process our PID (then forget the variables)."""
     path = os.environ.pop(ENV_PIDFILE, None)  # ENV_MARK stays: no nested run starts again
     if path:
-        tmp = f"{path}.{os.getpid()}"
         try:
-            Path(tmp).write_text(str(os.getpid()))
-            os.replace(tmp, path)
+            write_atomic(path, str(os.getpid()))
         except OSError:
             pass  # the outer process then signals the whole inner group: cruder, still a stop
 

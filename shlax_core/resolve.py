@@ -12,7 +12,7 @@ from typing import Any
 
 from shlax_core import params as P
 from shlax_core.actions import Action
-from shlax_core.backends import Backend
+from shlax_core.backends import Backend, ImageBackend
 from shlax_core.buildenv import PSEUDO_STEPS
 from shlax_core.binding import StepPlan, known_keys, plan_step
 from shlax_core.variables import has_templates
@@ -44,8 +44,7 @@ def resolve(recipe: Recipe, names: tuple[str, ...] | list[str], session: Session
     for target in recipe.select(names):
         try:
             backend_cls = plugins.load("backend", target.backend, where=recipe.locate(f"{target.path}.backend"))
-            bparams = P.build(backend_cls.Params, target.options, path=target.path, locate=recipe.locate,
-                              what="option")
+            bparams = target_params(target, backend_cls, plugins, recipe)
         except ShlaxError as exc:
             raise place(exc, recipe.locate, target.path) from None
         plans = [_plan(step, backend_cls, plugins, recipe) for step in target.steps]
@@ -57,6 +56,39 @@ def resolve(recipe: Recipe, names: tuple[str, ...] | list[str], session: Session
                             plans, handlers))
     _check_unused_lists(recipe, session)
     return out
+
+
+def target_params(target: Target, backend_cls: type[Backend], plugins: Any, recipe: Recipe) -> Any:
+    """The backend's params of ``target``, validated. The keys plugins own (``shlax_plugin_options``)
+    are taken out first, each plugin's validated into its ``Params`` (``target.parts[owner]``); a
+    key the backend declares stays the backend's. Errors name the key's ``file:line``."""
+    kind = "image" if issubclass(backend_cls, ImageBackend) else "host"
+    rest = dict(target.options)
+    own = set(P.fields(backend_cls.Params))
+    target.parts, target.plugin_keys = {}, set()
+    elsewhere: dict[str, str] = {}  # a plugin's key on a kind of target it does not apply to
+    known = set(own)
+    for declared in plugins.plugin_options():
+        if declared.Params is None:
+            continue
+        keys = set(P.fields(declared.Params)) - own
+        if kind not in declared.kinds:
+            elsewhere.update({k: f"{declared.owner} ({', '.join(declared.kinds)} targets)" for k in keys})
+            continue
+        known |= keys
+        mine = {k: rest.pop(k) for k in list(rest) if k in keys}
+        target.parts[declared.owner] = P.build(declared.Params, mine, path=target.path, locate=recipe.locate,
+                                               what="option")
+        target.plugin_keys.update(mine)
+    for key in rest:
+        if key not in own:  # said here, where the plugins' keys are known too
+            sugg = P.closest(key, known)
+            hint = (f"{key!r} belongs to {elsewhere[key]}" if key in elsewhere else
+                    f"did you mean {' or '.join(repr(s) for s in sugg)}?" if sugg else
+                    f"known options: {', '.join(sorted(known))}" if known else "this takes no options")
+            raise RecipeError(f"unknown option {key!r} in {target.path}", where=recipe.locate(f"{target.path}.{key}"),
+                              hint=hint)
+    return P.build(backend_cls.Params, rest, path=target.path, locate=recipe.locate, what="option")
 
 
 def _plan(step: Step, backend_cls: type[Backend], plugins: Any, recipe: Recipe) -> StepPlan:

@@ -8,18 +8,21 @@ applies only what is not satisfied; a fleet's hosts run in parallel.
 from __future__ import annotations
 
 import contextlib
-import signal
+from dataclasses import dataclass
 import threading
 import time
 from typing import Any, Iterator, Optional
 
-from shlax_core import __version__, buildenv, stages
+from shlax_core import buildenv, stages
 from shlax_core.actions import Action, StepContext
 from shlax_core.backends import Backend, ImageBackend
 from shlax_core.binding import Binder, become_of
-from shlax_core.cache import history, incremental, keys
+from shlax_core.cache import history
+from shlax_core.events import Outcome
 from shlax_core.errors import Interrupted, RecipeError, ShlaxError, StepFailed, place
 from shlax_core.hostrun import HostResult, HostRuns
+from shlax_core.imageplan import ImagePlan, plan_image
+from shlax_core.interrupts import interruptible, shielded
 from shlax_core.recipe import Recipe
 from shlax_core.resolve import Resolved, resolve
 from shlax_core.session import Session
@@ -30,37 +33,19 @@ from shlax_core.variables import merged, parse_cli
 __all__ = ["Runner", "HostResult", "shielded", "interruptible"]
 
 
-@contextlib.contextmanager
-def shielded() -> Iterator[None]:
-    """Ignore SIGINT/SIGTERM while cleaning up, so a second Ctrl-C cannot leave debris."""
-    try:
-        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+@dataclass
+class _Current:
+    """The image step being built, for the report of its failure."""
 
+    action: Optional[Action] = None
+    index: int = 0
+    phases: Optional[Phases] = None
+    started: float = 0.0
+    wall: float = 0.0
 
-def _raise_interrupted(signum: int, _frame: Any) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C: every ``finally`` runs and removes what it made."""
-    try:
-        old = signal.signal(signal.SIGTERM, _raise_interrupted)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    def step(self, action: Optional[Action], index: int, phases: Optional[Phases]) -> None:
+        self.action, self.index, self.phases = action, index, phases
+        self.started, self.wall = time.monotonic(), time.time()
 
 
 class Runner(HostRuns):
@@ -100,11 +85,10 @@ class Runner(HostRuns):
                 return reexec.run_under(prefix)
 
         opts = self.session.options
-        self._cli_vars = parse_cli(opts.get("vars"))
-        # a run with --var records nothing: the fast path knows only the recipe's own variables
-        plain = not (plan or self.session.no_cache or self.session.pull or opts.get("push")
-                     or opts.get("cache_to") or opts.get("cache_from") or not opts.get("tls_verify", True)
-                     or self._cli_vars)
+        self._cli_vars = parse_cli(list(opts.vars))
+        # a run with --var records nothing: the fast path knows only the recipe's own variables;
+        # nor one with a plugin's option (registry work on every run)
+        plain = not (plan or self.session.no_cache or self.session.pull or opts.given or self._cli_vars)
         self._fast = fastpath.Recording() if plain and fastpath.enabled() else None
         if not plan:  # a plan changes nothing, the record included
             fastpath.forget(self.recipe.path, list(names))
@@ -147,7 +131,7 @@ class Runner(HostRuns):
             code = 2 if self.user_errors else 1
         if code == 0 and self._fast is not None and all(issubclass(r.backend_cls, ImageBackend) for r in resolved):
             self._fast.save(self.recipe, list(names), resolved, self.session.plugins)
-        status = {0: "success", 1: "failed", 2: "failed", 130: "interrupted"}[code]
+        status = {0: Outcome.SUCCESS, 1: Outcome.FAILED, 2: Outcome.FAILED, 130: Outcome.INTERRUPTED}[code]
         self.reporter.emit("run_end", status=status, elapsed=time.monotonic() - started,
                            recap=[vars(x) for x in self.results], recap_lines=self._recap_lines())
         return code
@@ -244,167 +228,66 @@ class Runner(HostRuns):
 
     # -- image targets -------------------------------------------------------------------------
     def _image(self, r: Resolved, plan: bool) -> HostResult:
+        """Plan the target (:func:`~shlax_core.imageplan.plan_image`), report its cached steps (and
+        in a plan, why each other step would run), then build what is missing. A failed step or a
+        user error only building could reveal ends the target ``failed``; an interrupt removes the
+        working container and keeps the layers committed so far."""
         target = r.target
         backend = r.backend_cls(target, r.backend_params, self.session)
         assert isinstance(backend, ImageBackend)
         where = {"target": target.name, "host": backend.label}
         result = HostResult(target.name, backend.label)
-        total = len(r.actions)
-        started = time.monotonic()
-        self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=total, plan=plan)
-        action: Optional[Action] = None
-        index = 0
-        step_started = started
-        wall_started = time.time()
+        started, wall_started = time.monotonic(), time.time()
+        self.reporter.emit("target_start", **where, backend=r.backend_cls.name, steps=len(r.actions), plan=plan)
         target_phases = Phases()  # what belongs to the target, not a step: lookup, final commit, push
+        current = _Current()
         backend.plan = plan
         try:
             backend.open()
-            base_id = backend.base_key()  # None: a plan that cannot see the base (run would pull it)
-            stages.bind(r.actions, backend, self.session, self.recipe)  # copies from images: their IDs
-            if base_id is not None:  # an undefined ${NAME} in a build-wide env: an error before any step
-                buildenv.check(r.actions, backend)
-            phases = [Phases() for _ in r.actions]
-            bodies: list[dict[str, Any]] = []
-            for a, ph in zip(r.actions, phases):
-                wall, t0 = time.time(), time.monotonic()
-                params = a.key_params()
-                become = become_of(a.step)
-                if become is not None:  # who a step runs as changes its layer (absent: keys as before)
-                    params = {**params, "(become)": [become.enabled, become.user]}
-                if a.runs_commands and a.step.settings:  # build-wide env/workdir (absent: keys as before)
-                    params = {**params, **a.step.settings.key()}
-                bodies.append({"action": a.name, "version": a.key_version(), "params": params,
-                               "inputs": dict(a.inputs(self.session))})
-                ph.add("key", wall, time.monotonic() - t0)
-            config = (r.backend_cls.version or __version__, backend.config_data())
-            final_of = lambda last: keys.step_key(last, "image-config", config[0], config[1], {})  # noqa: E731
-            previous = history.load(self.recipe.path, target.name)
-            base = keys.base_key(base_id or "")
-            with target_phases("lookup"):
-                # plain keys, or the keys a package step was last built incrementally with (cache/incremental.py)
-                resolved = incremental.resolve(r.actions, bodies, base, previous, backend.lookup, final_of,
-                                               enabled=not self.session.no_cache and base_id is not None)
-            parts, found, start, grown = resolved.parts, resolved.found, resolved.start, resolved.grown
-            step_keys = [p["key"] for p in parts]
-            final_key = final_of(step_keys[-1] if step_keys else base)
-            if not plan and not self.session.no_cache and final_key not in found:
-                with target_phases("pull"):
-                    found.update(self.session.hook.shlax_layers_missing(
-                        backend=backend, keys=[*step_keys[start + 1:], final_key]) or {})
-                    start = max((i for i, k in enumerate(step_keys) if k in found), default=-1)
-                if grown is not None and grown[0] <= start:
-                    grown = None
-            for i, a in enumerate(r.actions):
-                if i <= start or final_key in found:
-                    self._step_event("step_end", where, i + 1, total, a, status="cached",
-                                     phases=phases[i].durations())
-                    result.add("cached")
-                    if not plan:
-                        self.session.hook.shlax_step_finish(target=target, step=a.step, host=backend.label,
-                                                            status="cached", elapsed=0.0)
-                elif plan:
-                    prev = previous[i] if i < len(previous) else None
-                    if self.session.no_cache:
-                        reason = "--no-cache"
-                    elif base_id is None:
-                        reason = backend.base_note or "the base image is not in the local store"
-                    else:
-                        reason = history.why(parts[i], prev)
-                    extra = {}
-                    if grown is not None and grown[0] == i:
-                        reason = "incremental: on the previous layer, installs " + " ".join(grown[1])
-                        extra = {"incremental": grown[1]}
-                    self._step_event("step_end", where, i + 1, total, a, status="run", reason=reason,
-                                     phases=phases[i].durations(), **extra)
-                    result.add("run")
+            p = plan_image(r, backend, self.session, self.recipe.path, target_phases)
+            if not plan and not self.session.no_cache and not p.whole:
+                with target_phases("pull"):  # a plugin may fetch layers (shlax-plugin-registry)
+                    p.add_found(self.session.hook.shlax_layers_missing(backend=backend, keys=p.missing()) or {})
+            self._report_plan(r, backend, p, where, result, plan)
             if plan:
-                stages.built(self.session, target.name, found.get(final_key))
-                to_run = result.counts.get("run", 0)
-                summary = ("up to date" if final_key in found
-                           else f"{to_run} step{'s' if to_run != 1 else ''} to run")
+                stages.built(self.session, target.name, p.found.get(p.final_key))
+                to_run = result.counts.get(Status.RUN, 0)
+                summary = "up to date" if p.whole else f"{to_run} step{'s' if to_run != 1 else ''} to run"
                 self.reporter.emit("target_end", **where, summary=summary, elapsed=time.monotonic() - started,
                                    phases=target_phases.durations())
                 return result
-            if final_key in found:
-                backend.tag(found[final_key])
-                result.image = found[final_key]
+            if p.whole:
+                backend.tag(p.found[p.final_key])
+                result.image = p.found[p.final_key]
             else:
-                if grown is not None:  # the first step to run builds on its previous layer
-                    backend.start(grown[2])
-                else:
-                    backend.start(found[step_keys[start]] if start >= 0 else None)
-                # the final image is the last step's own commit when the backend can merge: two names
-                merge = backend.merges_last_step()
-                for i in range(start + 1, total):
-                    if self._abort.is_set():  # an interrupt reached the main thread while this built beside
-                        raise Interrupted("SIGINT")
-                    action, index, ph = r.actions[i], i + 1, phases[i]
-                    step_started, step_wall = time.monotonic(), time.time()
-                    self._step_event("step_start", where, index, total, action)
-                    self.session.hook.shlax_step_start(target=target, step=action.step, host=backend.label)
-                    ctx = self.context(backend, action, {**where, "index": index})
-                    wait_wall, wait_started = time.time(), time.monotonic()
-                    with self.locks(ctx):  # a download cache another build holds: "wait"
-                        waited = time.monotonic() - wait_started
-                        if waited >= 0.005:
-                            ph.add("wait", wait_wall, waited)
-                        with ph("run"):
-                            if grown is not None and grown[0] == i:  # on the previous layer: the added only
-                                action.apply_added(ctx, grown[1])
-                            else:
-                                action.apply(ctx)
-                    if i < total - 1 or not merge:
-                        with ph("commit"):
-                            layer = backend.commit(step_keys[i], {"step": action.step.path, "action": action.name,
-                                                                  "target": target.name})
-                        with self._hooks(ph):
-                            self.session.hook.shlax_layer_committed(backend=backend, key=step_keys[i], image=layer)
-                    elapsed = time.monotonic() - step_started
-                    self.session.timeline.record(backend.label, action.describe(), step_wall, elapsed, ph,
-                                                 status="done", index=index)
-                    extra = {"incremental": grown[1]} if grown is not None and grown[0] == i else {}
-                    self._step_event("step_end", where, index, total, action, status="done", elapsed=elapsed,
-                                     phases=ph.durations(), **extra)
-                    self.session.hook.shlax_step_finish(target=target, step=action.step, host=backend.label,
-                                                        status="done", elapsed=elapsed)
-                    result.add("done")
-                    history.save(self.recipe.path, target.name, parts[: i + 1])
-                action = None
-                merged_keys = [step_keys[-1]] if merge and start < total - 1 else []
-                with target_phases("commit"):
-                    result.image = backend.finish(final_key, {"target": target.name}, also=merged_keys)
-                with self._hooks(target_phases):
-                    for key in [*merged_keys, final_key]:
-                        self.session.hook.shlax_layer_committed(backend=backend, key=key, image=result.image)
-            with self._hooks(target_phases, final=True):
-                self.session.hook.shlax_image_built(backend=backend, image=result.image, keys=[*step_keys, final_key])
-            history.save(self.recipe.path, target.name, parts)
+                result.image = self._build(r, backend, p, where, result, target_phases, current)
+            with self._hooks(target_phases):
+                self.session.hook.shlax_image_built(backend=backend, image=result.image, keys=p.all_keys)
+            history.save(self.recipe.path, target.name, p.parts)
             stages.built(self.session, target.name, result.image)
-            cached = result.counts.get("cached", 0)
-            summary = f"image {', '.join(backend.names()) or result.image} ({cached} cached, {result.counts.get('done', 0)} run)"
+            cached, done = result.counts.get(Status.CACHED, 0), result.counts.get(Status.DONE, 0)
+            summary = f"image {', '.join(backend.names()) or result.image} ({cached} cached, {done} run)"
             if self._fast is not None:
-                self._fast.add(r, backend, result.image, [*step_keys, final_key], self.session,
-                               self.binder.watched())
+                self._fast.add(r, backend, result.image, p.all_keys, self.session, self.binder.watched())
             self.session.timeline.record(backend.label, "image", wall_started, time.monotonic() - started,
                                          target_phases, target=target.name)
             self.reporter.emit("target_end", **where, summary=summary, image=result.image,
                                elapsed=time.monotonic() - started, phases=target_phases.durations())
         except (StepFailed, ShlaxError) as exc:  # a user error mid-build ends the target like a failure
-            result.status = "failed"
-            if action is not None:
-                ph = phases[index - 1]
-                self.session.timeline.record(backend.label, action.describe(), time.time() - (
-                    time.monotonic() - step_started), time.monotonic() - step_started, ph, status="failed",
-                    index=index)
-                self._failed(where, index, total, action, exc, step_started, phases=ph.durations())
+            result.status = Outcome.FAILED
+            if current.action is not None:
+                elapsed = time.monotonic() - current.started
+                self.session.timeline.record(backend.label, current.action.describe(), time.time() - elapsed,
+                                             elapsed, current.phases, status="failed", index=current.index)
+                self._failed(where, current.index, len(r.actions), current.action, exc, current.started,
+                             phases=current.phases.durations() if current.phases else {})
             else:
-                self.reporter.emit("step_end", **where, index=0, total=total, step="prepare",
+                self.reporter.emit("step_end", **where, index=0, total=len(r.actions), step="prepare",
                                    status=Status.FAILED, elapsed=0, error=self._error(exc, target.path))
             self.reporter.emit("target_end", **where, summary="failed, nothing committed for the failed step",
                                elapsed=time.monotonic() - started)
         except (KeyboardInterrupt, Interrupted):
-            result.status = "interrupted"
+            result.status = Outcome.INTERRUPTED
             self.reporter.emit("warning", message="interrupted: removing the working container; "
                                                   "layers committed so far are kept for the next run")
             raise
@@ -413,14 +296,89 @@ class Runner(HostRuns):
                 backend.close()
         return result
 
+    def _report_plan(self, r: Resolved, backend: ImageBackend, p: ImagePlan, where: dict[str, Any],
+                     result: HostResult, plan: bool) -> None:
+        """A ``step_end`` for every cached step; in a plan, also for every other one, with why it
+        would run."""
+        total = len(r.actions)
+        for i, a in enumerate(r.actions):
+            if p.cached(i):
+                self._step_event("step_end", where, i + 1, total, a, status=Status.CACHED,
+                                 phases=p.phases[i].durations())
+                result.add(Status.CACHED)
+                if not plan:
+                    self.session.hook.shlax_step_finish(target=r.target, step=a.step, host=backend.label,
+                                                        status=Status.CACHED, elapsed=0.0)
+            elif plan:
+                added = p.grows(i)
+                extra = {"incremental": added} if added is not None else {}
+                self._step_event("step_end", where, i + 1, total, a, status=Status.RUN,
+                                 reason=p.reason(i, self.session.no_cache, backend.base_note),
+                                 phases=p.phases[i].durations(), **extra)
+                result.add(Status.RUN)
+
+    def _build(self, r: Resolved, backend: ImageBackend, p: ImagePlan, where: dict[str, Any],
+               result: HostResult, target_phases: Phases, current: "_Current") -> str:
+        """Run and commit every step after the last cached one, then the final image; its ID."""
+        target, total = r.target, len(r.actions)
+        backend.start(p.restart_image())
+        # the final image is the last step's own commit when the backend can merge: two names
+        merge = backend.merges_last_step()
+        step_keys = p.step_keys
+        for i in range(p.start + 1, total):
+            if self._abort.is_set():  # an interrupt reached the main thread while this built beside
+                raise Interrupted("SIGINT")
+            action, ph = r.actions[i], p.phases[i]
+            current.step(action, i + 1, ph)
+            self._step_event("step_start", where, i + 1, total, action)
+            self.session.hook.shlax_step_start(target=target, step=action.step, host=backend.label)
+            ctx = self.context(backend, action, {**where, "index": i + 1})
+            wait_wall, wait_started = time.time(), time.monotonic()
+            with self.locks(ctx):  # a download cache another build holds: "wait"
+                waited = time.monotonic() - wait_started
+                if waited >= 0.005:
+                    ph.add("wait", wait_wall, waited)
+                added = p.grows(i)
+                with ph("run"):
+                    if added is not None:  # on the previous layer: the added items only
+                        action.apply_added(ctx, added)
+                    else:
+                        action.apply(ctx)
+            if i < total - 1 or not merge:
+                with ph("commit"):
+                    layer = backend.commit(step_keys[i], {"step": action.step.path, "action": action.name,
+                                                          "target": target.name})
+                with self._hooks(ph):
+                    self.session.hook.shlax_layer_committed(backend=backend, key=step_keys[i], image=layer)
+            elapsed = time.monotonic() - current.started
+            self.session.timeline.record(backend.label, action.describe(), current.wall, elapsed, ph,
+                                         status=Status.DONE, index=i + 1)
+            extra = {"incremental": added} if added is not None else {}
+            self._step_event("step_end", where, i + 1, total, action, status=Status.DONE, elapsed=elapsed,
+                             phases=ph.durations(), **extra)
+            self.session.hook.shlax_step_finish(target=target, step=action.step, host=backend.label,
+                                                status=Status.DONE, elapsed=elapsed)
+            result.add(Status.DONE)
+            history.save(self.recipe.path, target.name, p.parts[: i + 1])
+        current.step(None, 0, None)
+        merged_keys = [step_keys[-1]] if merge and p.start < total - 1 else []
+        with target_phases("commit"):
+            image = backend.finish(p.final_key, {"target": target.name}, also=merged_keys)
+        with self._hooks(target_phases):
+            for key in [*merged_keys, p.final_key]:
+                self.session.hook.shlax_layer_committed(backend=backend, key=key, image=image)
+        return image
+
     @contextlib.contextmanager
-    def _hooks(self, phases: Phases, final: bool = False) -> Iterator[None]:
-        """Time the commit hooks: "push" when the run pushes (--cache-to, or --push for the
-        image), else "hooks", shown only when some plugin's hook took a noticeable time."""
+    def _hooks(self, phases: Phases) -> Iterator[None]:
+        """Time the commit hooks: under the phase a plugin whose options the user gave names
+        (the registry's "push"), else "hooks", shown only when some plugin's hook took a
+        noticeable time."""
         opts = self.session.options
-        pushing = bool(opts.get("cache_to") or (final and opts.get("push")))
+        named = [opts.phases.get(owner, "hooks") for owner in sorted(opts.given)]
+        phase = next((n for n in named if n != "hooks"), None)
         wall, started = time.time(), time.monotonic()
         yield
         took = time.monotonic() - started
-        if pushing or took >= 0.005:
-            phases.add("push" if pushing else "hooks", wall, took)
+        if phase is not None or took >= 0.005:
+            phases.add(phase or "hooks", wall, took)

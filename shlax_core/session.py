@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from shlax_core.cache.hashing import StatCache
+from shlax_core.options import RunOptions
 from shlax_core.output import Reporter
 from shlax_core.plugins import Plugins
 from shlax_core.timeline import Timeline
@@ -19,8 +20,8 @@ class Session:
     offline: bool = False
     no_cache: bool = False
     pull: bool = False
-    #: options plugins add to `shlax run` (push, cache-from...), by name
-    options: dict[str, Any] = field(default_factory=dict)
+    #: ``--var`` and the options plugins add to `shlax run` (``options.of("registry")``)
+    options: RunOptions = field(default_factory=RunOptions)
     recipe_dir: Optional[Path] = None
     #: every timed span of the run, kept when ``--trace`` asked for them
     timeline: Timeline = field(default_factory=Timeline)

@@ -117,12 +117,13 @@ def built(session: "Session", name: str, image: Optional[str]) -> None:
     _images(session)[name] = image
 
 
-def bind(actions: Sequence["Action"], backend: "ImageBackend", session: "Session", recipe: "Recipe") -> None:
+def bind(actions: Sequence["Action"], backend: "ImageBackend", session: "Session") -> None:
     """Give each copy-from step of a target its source image's ID (its key's input)."""
     for action in actions:
         src = getattr(action.params, "from_", None) if action.step.action == ACTION else None
         if src is None:
             continue
+        recipe = action.recipe
         where = recipe.locate(f"{action.step.path}.copy.from") or action.step.where
         if src in recipe.targets:
             images = _images(session)

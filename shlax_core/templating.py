@@ -23,7 +23,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from shlax_core.errors import RecipeError
-from shlax_core.files import signature
+from shlax_core.filestate import signature
 
 HINT = ("define it in the recipe's [vars], the target's vars or the inventory (host or group vars), "
         "or pass --var NAME=VALUE; see docs/recipes.md")

@@ -28,7 +28,8 @@ so a fake that stopped passing stdin, env or an argument through would fail it.
 
 Each ``run()`` builds a clean plugin manager (:func:`shlax_core.plugins.get_plugin_manager`)
 and injects the given actions, backends and caches in memory (``Plugins(extra=...)``); hook
-implementations passed as ``hooks`` are registered on it. ``SHLAX_CACHE_DIR`` points into the
+implementations passed as ``hooks`` are registered on it, and no installed ``shlax.hooks`` plugin
+is (``installed_hooks=False``): an installed hook-only plugin never runs in these tests. ``SHLAX_CACHE_DIR`` points into the
 test's tmp dir, so plan history and the stat cache never leak between tests. A fake may only be
 used in unit tests: test a plugin against the real thing too.
 """
@@ -48,7 +49,7 @@ import pytest
 
 pytest.register_assert_rewrite("shlax_core.conformance")
 
-from shlax_core.backends import Backend, Become, ImageBackend, Mount, Stat  # noqa: E402
+from shlax_core.backends import Backend, Become, ImageBackend, Layer, Mount, Stat, Transfer, TransferFailed  # noqa: E402
 from shlax_core.conformance import BackendContract, FakeFS, emulate, started  # noqa: E402
 from shlax_core.errors import ShlaxError, StepFailed, Unsupported  # noqa: E402
 from shlax_core.imageconfig import ImageConfig  # noqa: E402
@@ -72,6 +73,8 @@ class Recorder:
     files: dict[str, Stat] = field(default_factory=dict)
     #: image backend: step key -> image ID
     layers: dict[str, str] = field(default_factory=dict)
+    #: image backend: a registry, reference (``host/repo:tag``) -> image ID (the transfer protocol)
+    registry: dict[str, str] = field(default_factory=dict)
     #: what facts() returns (keys of /etc/os-release)
     facts: dict[str, str] = field(default_factory=lambda: {"ID": "debian", "VERSION_CODENAME": "bookworm"})
     replies: list[tuple[tuple[str, ...], int, str]] = field(default_factory=list)
@@ -216,7 +219,6 @@ class FakeImageParams:
     base: str = doc("the base image; its text is its identity (the first step's parent)", "scratch")
     image: Optional[str] = doc("the name the final image is committed under", None)
     config: ImageConfig = doc("image configuration", default_factory=ImageConfig)
-    push: bool = doc("push the final image (through the shlax_push_image hook)", False)
 
 
 class RecordingImage(_Recording, ImageBackend):
@@ -224,15 +226,18 @@ class RecordingImage(_Recording, ImageBackend):
 
     name = "fake-image"
     Params = FakeImageParams
+    keeps_layers = True
+    transfers_layers = True
 
     def base_key(self) -> str:
         # like a real image backend, let shlax_base_image plugins provide the base
         ref = self.session.hook.shlax_base_image(spec=self.params.base, backend=self)
-        self._record("base", spec=self.params.base, ref=ref)
+        # and, as a backend that pulls would, asks how to reach registries
+        self._record("base", spec=self.params.base, ref=ref, transfer=self.session.hook.shlax_transfer(backend=self))
         return "base:" + (ref or self.params.base)
 
-    def lookup(self, keys: Sequence[str]) -> dict[str, str]:
-        self._record("lookup", keys=list(keys))
+    def lookup(self, keys: Sequence[str], *, fresh: bool = False) -> dict[str, str]:
+        self._record("lookup", keys=list(keys), fresh=fresh)
         return {k: self.recorder.layers[k] for k in keys if k in self.recorder.layers}
 
     def start(self, image: Optional[str]) -> None:
@@ -249,17 +254,47 @@ class RecordingImage(_Recording, ImageBackend):
         for k in (key, *also):
             self.recorder.layers[k] = image
         self._record("finish", key=key, image=image, names=self.names())
-        self._push()
         return image
 
     def tag(self, image: str) -> None:
         self._record("tag", image=image, names=self.names())
-        self._push()
 
-    def _push(self) -> None:
-        if self.params.push or self.session.options.get("push"):
-            pushed = self.session.hook.shlax_push_image(backend=self, names=self.names())
-            self._record("push", names=self.names(), by_plugin=bool(pushed))
+    # the layer cache: the recorder's layers, by key
+    @classmethod
+    def list_layers(cls) -> list[Layer]:
+        layers: dict[str, str] = cls.recorder.layers  # type: ignore[attr-defined]
+        return [Layer(key=k, image=i, name=k, size=0, layer=i) for k, i in layers.items()]
+
+    @classmethod
+    def remove_layers(cls, names: Sequence[str]) -> None:
+        for name in names:
+            cls.recorder.layers.pop(name, None)  # type: ignore[attr-defined]
+
+    # the transfer protocol: the recorder's registry; a reference on host "down.invalid" fails
+    def _reach(self, ref: str, transfer: Transfer) -> None:
+        if ref.startswith("down.invalid/"):
+            raise TransferFailed(f"{ref}: connection refused", argv=["push", ref], returncode=1,
+                                 tail=["connection refused"], login="fake login")
+
+    def pull_layer(self, key: str, ref: str, transfer: Transfer) -> str:
+        self._record("pull_layer", key=key, ref=ref, tls_verify=transfer.tls_verify)
+        self._reach(ref, transfer)
+        if ref not in self.recorder.registry:
+            raise TransferFailed(f"{ref}: manifest unknown", argv=["pull", ref], returncode=1,
+                                 tail=["manifest unknown"])
+        self.recorder.layers[key] = self.recorder.registry[ref]
+        return self.recorder.registry[ref]
+
+    def push_layer(self, key: str, image: str, ref: str, transfer: Transfer) -> None:
+        self._record("push_layer", key=key, image=image, ref=ref, tls_verify=transfer.tls_verify)
+        self._reach(ref, transfer)
+        self.recorder.registry[ref] = image
+
+    def push_image(self, name: str, ref: str, transfer: Transfer) -> str:
+        self._record("push", name=name, ref=ref, tls_verify=transfer.tls_verify)
+        self._reach(ref, transfer)
+        self.recorder.registry[ref] = name
+        return "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
 
     def config_data(self) -> Any:
         return canonical(self.params.config)
@@ -362,14 +397,21 @@ class Project:
         self.recorder.reply(prefix, returncode, output)
 
     def plugins(self) -> Any:
-        """A fresh :class:`~shlax_core.plugins.Plugins` on a clean plugin manager."""
+        """A fresh :class:`~shlax_core.plugins.Plugins` on a clean plugin manager: the hooks given
+        to this project, and no installed ``shlax.hooks`` plugin (somebody else's hooks never run
+        in a plugin author's unit tests). What the recipe names by name (an installed action or
+        backend) still loads, with its own module's hooks."""
         from shlax_core.plugins import Plugins, get_plugin_manager
 
-        return Plugins(get_plugin_manager(register=self.hooks), extra=self.extra)
+        return Plugins(get_plugin_manager(register=self.hooks), extra=self.extra, installed_hooks=False)
 
     def run(self, *targets: str, plan: bool = False, offline: bool = False, no_cache: bool = False,
-            **options: Any) -> Result:
-        """Load the recipe and run (or plan) it; a user error becomes ``Result.error`` with code 2."""
+            options: Optional[Any] = None, vars: Sequence[str] = ()) -> Result:
+        """Load the recipe and run (or plan) it; a user error becomes ``Result.error`` with code 2.
+
+        ``options``: a :class:`~shlax_core.options.RunOptions` (plugins' values); ``vars``: ``--var``s."""
+        from shlax_core.options import RunOptions
+
         from shlax_core import recipe as recipe_mod
         from shlax_core.output import Reporter
         from shlax_core.runner import Runner
@@ -380,7 +422,7 @@ class Project:
         try:
             recipe = recipe_mod.load(str(self.path))
             session = Session(self.plugins(), reporter, offline=offline, no_cache=no_cache,
-                              recipe_dir=recipe.dir, options=options)
+                              recipe_dir=recipe.dir, options=options or RunOptions(vars=tuple(vars)))
             runner = Runner(recipe, session)
             code = runner.run(targets, plan=plan)
             error = runner.user_errors[0] if code == ShlaxError.exit_code and runner.user_errors else None

@@ -11,7 +11,6 @@ chrome://tracing draw it, one track per target (one per host in a fleet).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from shlax_core.output import fmt_time
+from shlax_core.filestate import write_json
 
 __all__ = ["Phases", "Timeline", "timings_table"]
 
@@ -88,10 +88,7 @@ class Timeline:
 
     def write(self, path: Path, title: str) -> None:
         """Write the trace, whole or not at all (a reader never sees half a file)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.trace(title)))
-        os.replace(tmp, path)
+        write_json(path, self.trace(title))
 
 
 def _complete(name: str, cat: str, wall: float, seconds: float, tid: int, args: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,11 @@
 
 Components are real: buildah builds real images. A missing buildah or debootstrap is a test
 failure (CI installs them), never a skip.
+
+Two tiers (docs/contributing-notes.md): every test runs in CI (``./dev test``); ``pytest -m "not
+slow"`` runs the in-memory ones only, in seconds and without root. A test is ``slow`` when it
+uses a real component: marked by hand (``pytestmark``, ``@pytest.mark.slow``), or because it asks
+for one of the fixtures in :data:`REAL_FIXTURES`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,18 @@ import pytest
 
 import image_sweep
 
+#: the fixture modules, registered as pytest plugins (test modules import helpers from them, never
+#: fixtures); fixtures_hosts first, since the others import it
+pytest_plugins = ["fixtures_hosts", "fixtures_builders", "fixtures_plugins", "fixtures_registry", "fixtures_repos"]
+
+#: fixtures that start or build a real component: a test asking for one is in the slow tier
+REAL_FIXTURES = frozenset({
+    "busybox_image", "debian_image", "nonce",  # images in the buildah store
+    "ssh_fleet", "builder",  # sshd in network namespaces, a remote buildah builder
+    "registry", "token_registry", "registry_busybox", "empty_store", "make_store",  # docker-registry, buildah
+    "served",  # rpm/pacman repositories built with createrepo/repo-add
+})
+
 ROOT = Path(__file__).resolve().parent.parent
 BUSYBOX = "localhost/shlax-test-busybox:latest"
 DEBIAN = "localhost/shlax-test-debian:latest"
@@ -30,14 +47,18 @@ NONCES: list[str] = []
 
 
 @pytest.fixture(scope="session", autouse=True)
-def shlax_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def shlax_cache_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Each test session gets its own shlax state (stat cache, history, download caches), and
     leaves the default image store as it found it (tests/image_sweep.py): what older runs left is
-    swept first, what this session made at its end."""
-    image_sweep.sweep_old(hours=2)
-    started = time.time()
+    swept first, what this session made at its end. A session of the fast tier alone makes no
+    image and touches no store (it runs where buildah is not even installed)."""
     path = tmp_path_factory.mktemp("shlax-cache")
     os.environ["SHLAX_CACHE_DIR"] = str(path)
+    if not any(item.get_closest_marker("slow") for item in request.session.items):
+        yield path
+        return
+    image_sweep.sweep_old(hours=2)
+    started = time.time()
     try:
         yield path
     finally:
@@ -49,6 +70,13 @@ def shlax_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         except OSError:  # a folder removed while walking: sweep what was found
             pass
         image_sweep.sweep_session(started, NONCES, layers)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that asks for a real component's fixture belongs to the slow tier."""
+    for item in items:
+        if REAL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -218,6 +218,12 @@ class FakeRegistry:
         self.rules.clear()
         self.seen.clear()
 
+    def reset(self) -> None:
+        """As new, for the next test: rules and requests forgotten, hung answers let go."""
+        self.server.release.set()  # type: ignore[attr-defined]
+        self.server.release = threading.Event()  # type: ignore[attr-defined]
+        self.clear()
+
     def start(self) -> "FakeRegistry":
         self.thread.start()
         return self

@@ -440,7 +440,8 @@ def test_final_image_is_the_last_steps_commit(tmp_path, shlax, busybox_image, no
     assert first.returncode == 0, first.stdout + first.stderr
     assert statuses(first.stdout) == ["done", "done"]
     image_id, config, layers, names = _image_info(image)
-    assert layers == base_layers + 2                     # one layer per step, none for the config
+    # none for the config; direct: both small steps committed from one working container
+    assert layers == base_layers + (1 if path == "direct" else 2)
     assert len([n for n in names if n.startswith("localhost/shlax-cache:")]) == 2  # last step + final
     assert config["Cmd"] == ["cat", "/data/nonce"] and "GREETING=hi" in config["Env"]
     assert config["Labels"]["org.example.gone"] == "soon"
@@ -468,7 +469,7 @@ labels = { "org.example.team" = "infra" }"""))
     assert read_in_image(image, "/data/greeting") == "[]\n"   # the base's environment, not the target's
     assert read_in_image(image, "/data/pwd") == "/\n"
     _, config, layers, _ = _image_info(image)
-    assert layers == base_layers + 4
+    assert layers == base_layers + (2 if path == "direct" else 4)
     assert config["Cmd"] == ["cat", "/data/nonce"] and config["Labels"]["org.example.gone"] == "soon"
     # the layer of the step added after the configured one has the base's configuration
     rows = json.loads(shlax("cache", "ls", "--json").stdout)["layers"]
@@ -498,3 +499,73 @@ def test_what_a_step_leaves_running_ends_with_it(tmp_path, shlax, busybox_image,
     alive = subprocess.run(["pgrep", "-f", f"sleep 600 {nonce}"], capture_output=True, text=True).stdout.split()
     assert alive == []
     assert read_in_image(f"localhost/shlax-test-daemon-{nonce}", "/count").strip() == "0"
+
+
+CHAIN = """
+[targets.k{nonce}]
+base = "{base}"
+image = "localhost/shlax-test-chain-{nonce}"
+steps = [
+  {{ run = ["sh", "-c", "echo a-{nonce} > /a; mkdir /d; echo x > /d/x"] }},
+  {{ run = ["sh", "-c", "rm /a /d/x /etc/group; echo b > /b"] }},
+  {{ run = ["sh", "-c", "head -c {big} /dev/urandom > /big"] }},
+  {{ run = ["sh", "-c", "echo {third} > /c"] }},
+  {{ run = ["sh", "-c", "rm /big; echo d > /d2"] }},
+]
+"""
+
+
+def _present(image: str, paths: list[str]) -> list[str]:
+    ctr = buildah("from", "--pull=never", image).stdout.strip()
+    try:
+        mnt = buildah("mount", ctr).stdout.strip()
+        return [p for p in paths if os.path.lexists(Path(mnt, p.lstrip("/")))]
+    finally:
+        buildah("rm", ctr)
+
+
+@pytest.mark.parametrize("path", ["direct", "buildah-run"])
+def test_each_layer_is_the_tree_after_its_step(tmp_path, shlax, busybox_image, nonce, path):
+    """Steps run in one working container committed after each step (direct), or in a container
+    made again from each layer (buildah run): either way every layer is exactly the file system
+    after its step (files added, changed, removed, the base's included), a rebuild can restart
+    from any of them, and no layer after a big step holds its bytes again."""
+    big = 8_000_000
+    env = {"SHLAX_BUILDAH_RUN": "1"} if path == "buildah-run" else {}
+    recipe = tmp_path / "shlax.toml"
+    recipe.write_text(CHAIN.format(nonce=nonce, base=busybox_image, big=big, third="c"))
+    first = shlax("run", str(recipe), "--json", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert statuses(first.stdout) == ["done"] * 5
+    rows = [r for r in json.loads(shlax("cache", "ls", "--json").stdout)["layers"] if r["target"] == f"k{nonce}"]
+    by_step = {int(r["step"].rsplit("[", 1)[1].rstrip("]")): r for r in rows if "steps[" in (r["step"] or "")}
+    assert sorted(by_step) == [0, 1, 2, 3], rows
+    # the last step's layer is the final image (one commit)
+    final_id = _image_info(f"localhost/shlax-test-chain-{nonce}")[0]
+    by_step[4] = next(r for r in rows if r["image"] == final_id)
+    paths = ["/a", "/d/x", "/d", "/etc/group", "/b", "/big", "/c", "/d2"]
+    expected = {
+        0: ["/a", "/d/x", "/d", "/etc/group"],
+        1: ["/d", "/b"],
+        2: ["/d", "/b", "/big"],
+        3: ["/d", "/b", "/big", "/c"],
+        4: ["/d", "/b", "/c", "/d2"],
+    }
+    for step, want in expected.items():
+        assert _present(by_step[step]["image"], paths) == want, step
+    assert by_step[2]["size"] >= big
+    assert by_step[3]["size"] < 100_000 and by_step[4]["size"] < 100_000   # the big file is not repeated
+    base_layers = _image_info(busybox_image)[2]
+    _, _, layers, _ = _image_info(f"localhost/shlax-test-chain-{nonce}")
+    # direct: steps 0-2 in one container (one layer), then a new one from the big step's layer
+    assert layers == base_layers + (2 if path == "direct" else 5)
+
+    # a rebuild restarts from the big step's layer, unchanged steps stay cached
+    recipe.write_text(CHAIN.format(nonce=nonce, base=busybox_image, big=big, third="c2"))
+    again = shlax("run", str(recipe), "--json", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert statuses(again.stdout) == ["cached", "cached", "cached", "done", "done"]
+    final = f"localhost/shlax-test-chain-{nonce}"
+    assert _present(final, paths) == expected[4]
+    assert read_in_image(final, "/c") == "c2\n"
+    assert working_containers(f"k{nonce}") == []

@@ -132,6 +132,7 @@ def test_layouts_it_does_not_know_are_left_to_buildah(tmp_path, monkeypatch, tex
     assert store_index.read_index() is None
 
 
+@pytest.mark.slow  # runs buildah
 def test_not_root_or_a_missing_index_is_left_to_buildah(private, monkeypatch):
     assert store_index.read_index(str(private.root)) is None  # a store buildah never wrote to
     monkeypatch.setattr(store_index.os, "geteuid", lambda: 1000)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_plugins import test_plugins  # noqa: F401
 from test_recipe_errors import shlax_cli
 
 LOCAL = '''

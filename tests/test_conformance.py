@@ -14,11 +14,12 @@ from typing import Iterator
 import pytest
 
 from conftest import BUSYBOX
-from fixtures_hosts import Fleet, ssh_fleet  # noqa: F401  (fixture)
+from fixtures_hosts import Fleet
+from fixtures_registry import LocalRegistry
 from fixtures_trees import busybox_tree
 from shlax_core.backends import Backend
 from shlax_core.builtin.local import LocalBackend
-from shlax_core.conformance import BackendContract, started
+from shlax_core.conformance import BackendContract, ImageLayerContract, started
 from shlax_core.plugins import Plugins
 from shlax_core.testing import RecordingHost, RecordingImage, recording
 
@@ -56,6 +57,7 @@ class TestLocal(BackendContract):
             yield backend
 
 
+@pytest.mark.slow  # chroot(1): root
 class TestLocalRoot(BackendContract):
     """``root``: a chroot tree with a static busybox, users and /tmp of its own."""
 
@@ -86,6 +88,33 @@ class TestBuildah(BackendContract):
             assert backend.steps is not None, f"steps go through buildah run here: {backend.direct()}"
             backend.run(["sh", "-c", ADD_USER])
             yield backend
+
+
+class TestFakeImageLayers(ImageLayerContract):
+    @pytest.fixture
+    def layer_backend(self) -> Iterator[Backend]:
+        with started(recording(RecordingImage), {"base": "scratch"}) as backend:
+            yield backend
+
+    @pytest.fixture
+    def transfer_repo(self) -> str:
+        return "registry.fake/conformance"
+
+
+class TestBuildahLayers(ImageLayerContract):
+    """Layers by key in the local store, and through a real registry (plain HTTP on loopback)."""
+
+    transfer_tls = False
+
+    @pytest.fixture
+    def layer_backend(self, busybox_image: str) -> Iterator[Backend]:
+        with started(_plugin_backend("backend", "buildah"), {"base": busybox_image},
+                     target=f"contract-{uuid.uuid4().hex[:8]}") as backend:
+            yield backend
+
+    @pytest.fixture
+    def transfer_repo(self, registry: LocalRegistry) -> str:  # noqa: F811
+        return f"{registry.host}/shlax-test/contract-{uuid.uuid4().hex[:8]}"
 
 
 class TestBuildahRun(BackendContract):
@@ -120,7 +149,7 @@ class TestBuildahRemoteBuilder(BackendContract):
     @pytest.fixture(scope="class")
     @classmethod
     def backend(cls, busybox_image: str) -> Iterator[Backend]:
-        from test_remote_builder import RUN, STORE, private_builder
+        from fixtures_builders import RUN, STORE, private_builder
 
         with private_builder() as (fleet, host):
             root, run = host.path(STORE), host.path(RUN)

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import run_shlax, statuses
 from fixtures_caches import Host, image_files, in_image, output, remove_image
-from fixtures_repos import pacman_repository, rpm_repository, served  # noqa: F401 - fixture
+from fixtures_repos import pacman_repository, rpm_repository
 
 pytestmark = [pytest.mark.buildah, pytest.mark.slow]
 

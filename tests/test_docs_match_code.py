@@ -275,6 +275,23 @@ def test_every_emitted_event_and_field_is_documented(shlax_recipe, tmp_path: Pat
     assert set(docs) - set(seen) <= {"info", "warning"}, set(docs) - set(seen)
 
 
+def test_event_types_match_the_docs(shlax_recipe, tmp_path: Path) -> None:
+    """shlax_core.events types each event: the same events and fields as docs/output.md, and
+    every field a run, a plan or the fast path's replay emits is typed."""
+    from shlax_core import events
+
+    docs = documented_events()
+    assert set(events.EVENTS) == set(docs)
+    values = {s.value for s in Status} | {o.value for o in events.Outcome}  # the table names them too
+    for name in events.EVENTS:
+        assert events.fields(name) == docs[name] - values, name
+    for event in [*emitted_events(shlax_recipe), *replayed_events(tmp_path)]:
+        assert set(event) - COMMON <= events.fields(event["event"]), event
+        if "status" in event:
+            kind = events.Outcome if event["event"] in ("target_end", "run_end") else Status
+            kind(event["status"])  # a member, or ValueError
+
+
 def test_step_end_errors_carry_the_documented_fields(shlax_recipe) -> None:
     docs = documented_events()["step_end"]
     for event in emitted_events(shlax_recipe):

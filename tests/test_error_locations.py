@@ -16,7 +16,7 @@ from typing import Union
 
 import pytest
 
-from test_recipe_errors import MARK, shlax_cli
+from test_recipe_errors import MARK, shlax_cli, shlax_in_process
 
 LOCAL = '[targets.t]\nbackend = "local"\nsteps = [\n  MARK\n]\n'
 
@@ -113,7 +113,7 @@ def test_error_points_at_the_line_to_edit(tmp_path: Path, case_id: str, files: d
             path.write_bytes(content)
         else:
             path.write_text(content.replace("MARK", MARK))
-    proc = shlax_cli(args, tmp_path)
+    proc = shlax_in_process(args, tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"shlax: error: {where}: "), proc.stderr
@@ -134,6 +134,7 @@ def test_an_unused_step_list_loads_only_the_plugins_it_names(tmp_path: Path) -> 
     assert (tmp_path / "ran").exists()
 
 
+@pytest.mark.slow  # OpenSSH's own client
 def test_an_invalid_jump_shows_openssh_own_message(tmp_path: Path) -> None:
     """ssh rejects a malformed -J before it opens its log: its message must reach the user, not
     "ssh failed without a message" (only the ssh client is needed: nothing is contacted)."""

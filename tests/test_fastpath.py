@@ -264,7 +264,7 @@ def test_offline_runs_use_and_make_records(project):
 
 LOADED = """
 import sys
-from shlax_core.fastpath import main
+from shlax_core.console import main
 sys.argv = ["shlax", "run", {recipe!r}, "--json"]
 try:
     main()

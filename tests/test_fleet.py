@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from conftest import events, run_shlax
-from fixtures_hosts import free_port, ssh_fleet  # noqa: F401  (fixture)
+from fixtures_hosts import free_port
 
 
 def write(tmp_path, fleet, hosts: str, steps: str) -> str:

@@ -9,13 +9,16 @@ import inspect
 import re
 from pathlib import Path
 
+import click
 import pytest
+from dataclasses import dataclass
 
-from fixtures_plugins import test_plugins  # noqa: F401
 from test_recipe_errors import shlax_cli
 from shlax_core import hookspecs
-from shlax_core.backends import Mount
+from shlax_core.backends import Login, Mount, Transfer
 from shlax_core.hookspecs import hookimpl
+from shlax_core.options import PluginOptions, RunOptions
+from shlax_core.params import doc
 
 DOCS = Path(__file__).parent.parent / "docs" / "plugins.md"
 
@@ -221,20 +224,75 @@ def test_hook_shlax_layers_missing(shlax_recipe) -> None:
     assert len(plugin.missing) == 2   # never called by plan
 
 
-def test_hook_shlax_push_image(shlax_recipe) -> None:
-    pushed = []
+@dataclass
+class LoudParams:
+    loud: bool = doc("shout", False)
+    volume: int = doc("how loud", 1)
 
-    class Pusher:
-        @hookimpl
-        def shlax_push_image(self, backend, names):
-            pushed.append(names)
-            return True
+    def validate(self):
+        return ("volume", "must be 1 to 11") if not 1 <= self.volume <= 11 else None
 
-    project = shlax_recipe(IMAGE.replace('image = "localhost/i"', 'image = "reg.example/team/i:1"\npush = true'),
-                           hooks=[Pusher()])
-    result = project.run()
-    assert pushed == [["reg.example/team/i:1"]]
-    assert [c for c in result.calls if c["call"] == "push"][0]["by_plugin"] is True
+
+@dataclass(frozen=True)
+class LoudValues:
+    shout: bool = False
+
+
+class Loud:
+    """A plugin owning ``--shout`` and the image targets' ``loud``/``volume`` keys."""
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def shlax_plugin_options(self):
+        return PluginOptions(owner="loud", Values=LoudValues, Params=LoudParams, phase="shouting",
+                             cli=[click.Option(["--shout"], is_flag=True, help="Shout.")])
+
+    @hookimpl
+    def shlax_image_built(self, backend, image, keys):
+        self.seen.append((backend.session.options.of("loud"), backend.target.parts["loud"]))
+
+
+def test_hook_shlax_plugin_options(shlax_recipe) -> None:
+    plugin = Loud()
+    project = shlax_recipe(IMAGE + "loud = true\nvolume = 3\n", hooks=[plugin])
+    result = project.run(options=RunOptions(plugins={"loud": LoudValues(shout=True)}, given=frozenset({"loud"}),
+                                            phases={"loud": "shouting"}))
+    assert result.code == 0
+    assert plugin.seen == [(LoudValues(shout=True), LoudParams(loud=True, volume=3))]
+    # the plugin's keys are validated like the backend's: file:line, the key, what is wrong
+    bad = shlax_recipe(IMAGE + "loud = true\nvolume = 12\n", hooks=[Loud()]).run()
+    assert bad.code == 2 and "targets.i.volume: must be 1 to 11" in str(bad.error)
+    assert bad.error.where.endswith("shlax.toml:6")
+    typo = shlax_recipe(IMAGE + 'loud = "yes"\n', hooks=[Loud()]).run()
+    assert typo.code == 2 and "targets.i.loud must be" in str(typo.error) and typo.error.where.endswith(":5")
+    # a host target does not take them (the plugin declared image targets only)
+    host = shlax_recipe(HOST + "loud = true\n", hooks=[Loud()]).run()
+    assert host.code == 2 and "unknown option 'loud'" in str(host.error)
+    assert host.error.hint == "'loud' belongs to loud (image targets)"
+    # and a misspelt key is pointed at the plugin's
+    near = shlax_recipe(IMAGE + "volumes = 3\n", hooks=[Loud()]).run()
+    assert near.code == 2 and near.error.hint == "did you mean 'volume'?"
+    # and `run`/`plan` take its option, parsed into its own type
+    from shlax_core.cli import PluginOptionsCommand, run
+
+    ctx = click.Context(run, obj=None)
+    ctx.meta["shlax.plugins"] = project.plugins()
+    assert "shout" in [p.name for p in PluginOptionsCommand.get_params(run, ctx)]
+
+
+def test_hook_shlax_transfer(shlax_recipe) -> None:
+    class Insecure:
+        @hookimpl(tryfirst=True)  # before an installed registry plugin's
+        def shlax_transfer(self, backend):
+            return Transfer(tls_verify=False, credentials=Login("u", "p"))
+
+    (base,) = [c for c in shlax_recipe(IMAGE, hooks=[Insecure()]).run().calls if c["call"] == "base"]
+    assert base["transfer"] == Transfer(tls_verify=False, credentials=Login("u", "p"))
+    (base,) = [c for c in shlax_recipe(IMAGE).run().calls if c["call"] == "base"]
+    # no answer (the backend's tools decide), or the installed registry plugin's defaults
+    assert base["transfer"] in (None, Transfer())
 
 
 def test_trace_hooks(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from conftest import ROOT, events, run_shlax, statuses
-from fixtures_hosts import Fleet, ssh_fleet  # noqa: F401  (fixture)
+from fixtures_hosts import Fleet
 
 FAKE_SYSTEMCTL = r"""#!/bin/sh
 # a stand-in for systemd's systemctl: unit states are files under /srv/fake-systemd

@@ -26,6 +26,9 @@ from shlax_core.builtin.local import LocalBackend
 from shlax_core.conformance import started
 from shlax_core.errors import StepFailed
 
+#: a chroot tree made of busybox-static, entered with chroot(1): root
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:

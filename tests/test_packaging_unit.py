@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from shlax_apk import Apk, ApkCache
-from shlax_core.downloads import DownloadCache, flock, parse_age, release_of
+from shlax_core.downloads import DownloadCache, flock, release_of
+from shlax_core.units import parse_age
 from shlax_dnf import Dnf, DnfCache
 from shlax_packages import Packages
 

@@ -16,6 +16,9 @@ import pytest
 
 from conftest import events, run_shlax, statuses
 
+#: real venvs, pip and the package index
+pytestmark = pytest.mark.slow
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 

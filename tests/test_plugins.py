@@ -11,7 +11,6 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from fixtures_plugins import test_plugins  # noqa: F401  (session fixture: installs tests/plugins/*)
 from test_recipe_errors import shlax_cli
 from shlax_core.actions import Action
 from shlax_core.errors import PluginError
@@ -44,7 +43,51 @@ def test_plugins_json(test_plugins, tmp_path: Path) -> None:
     hello = [r for r in rows if r["name"] == "hello" and r["kind"] == "action"]
     assert hello == [{"kind": "action", "name": "hello", "distribution": "shlax-plugin-hello",
                       "version": "0.1.0", "object": "shlax_test_hello:Hello", "error": None,
-                      "summary": "Greet someone (a test plugin)."}]
+                      "summary": "Greet someone (a test plugin).", "hooks": []}]
+
+
+def test_plugins_lists_every_kind_and_the_hooks_of_each(test_plugins, tmp_path: Path) -> None:
+    rows = json.loads(shlax_cli(["plugins", "--json"], tmp_path).stdout)
+    mine = {(r["kind"], r["name"]): r for r in rows if r["distribution"] == "shlax-plugin-hello"}
+    assert set(mine) == {("action", "hello"), ("action", "greet"), ("command", "hello"), ("cache-command", "hello")}
+    assert mine[("command", "hello")]["hooks"] == ["shlax_register_commands"]
+    assert mine[("cache-command", "hello")]["summary"] == "Say hello from the cache group (a test plugin cache command)."
+    registry = {(r["kind"], r["name"]): r for r in rows if r["distribution"] == "shlax-plugin-registry"}
+    assert ("cache-command", "export") in registry and ("cache-command", "import") in registry
+    assert registry[("hooks", "registry")]["hooks"]  # the hooks its module implements, by name
+    text = shlax_cli(["plugins"], tmp_path).stdout
+    assert "hooks: shlax_register_commands" in text
+    broken = next(line for line in text.splitlines() if line.split()[:2] == ["cache-command", "broken"])
+    assert "BROKEN: RuntimeError: shlax-plugin-broken is broken on purpose" in broken
+
+
+def test_plugin_cache_command_loads_through_the_guarded_loader(test_plugins, tmp_path: Path) -> None:
+    proc = shlax_cli(["cache", "hello"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "hello from a plugin cache command\n"
+    broken = shlax_cli(["cache", "broken"], tmp_path)
+    assert broken.returncode == 2
+    assert broken.stderr.startswith("shlax: error: plugin 'broken' (shlax-plugin-broken 0.1.0) failed to load: "
+                                    "RuntimeError: shlax-plugin-broken is broken on purpose")
+    assert "Traceback" not in broken.stderr
+
+
+def test_disable_plugins_hides_every_kind(test_plugins, tmp_path: Path) -> None:
+    env = {"SHLAX_DISABLE_PLUGINS": "shlax-plugin-hello,shlax-plugin-registry"}
+    rows = json.loads(shlax_cli(["plugins", "--json"], tmp_path, **env).stdout)
+    assert not [r for r in rows if r["distribution"] in ("shlax-plugin-hello", "shlax-plugin-registry")]
+    assert "hello" not in shlax_cli(["--help"], tmp_path, **env).stdout
+    cache_help = shlax_cli(["cache", "--help"], tmp_path, **env).stdout
+    assert "export" not in cache_help and "hello" not in cache_help
+    assert "export" in shlax_cli(["cache", "--help"], tmp_path).stdout
+    for argv in (["hello"], ["cache", "hello"], ["cache", "export", "--to", "x.tar"]):
+        proc = shlax_cli(argv, tmp_path, **env)
+        assert proc.returncode == 2 and "No such command" in proc.stderr, (argv, proc.stderr)
+    plugins = Plugins()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHLAX_DISABLE_PLUGINS", "shlax-plugin-registry")
+        assert Plugins().load_hooks() == [] and not Plugins().names("hooks")
+    assert "registry" in plugins.names("hooks")
 
 
 def test_broken_plugin_is_listed_as_broken(test_plugins, tmp_path: Path) -> None:
@@ -119,8 +162,7 @@ print("MODULES", " ".join(sorted(sys.modules)))
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["run", "--help"], ["plan", "--help"], ["cache", "--help"],
-                                  ["--version"]])
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["cache", "--help"], ["--version"]])
 def test_help_imports_no_plugin(test_plugins, tmp_path: Path, argv: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", LOADED.format(argv=argv)], capture_output=True, text=True,
                           cwd=tmp_path)
@@ -130,6 +172,23 @@ def test_help_imports_no_plugin(test_plugins, tmp_path: Path, argv: list[str]) -
     assert not [m for m in modules if m.startswith(("shlax_core.builtin", "stevedore", "rich", "jinja2"))]
     if argv == ["--help"]:
         assert "hello" in proc.stdout  # the plugin command is listed, from its entry-point name
+        assert "--cache-to" not in proc.stdout
+
+
+@pytest.mark.parametrize("argv", [["run", "--help"], ["plan", "--help"]])
+def test_run_help_imports_only_hook_plugins(test_plugins, tmp_path: Path, argv: list[str]) -> None:
+    """``run``/``plan --help`` list the options plugins add (docs/plugins.md, "Plugin options"):
+    the hook plugins are loaded for that, as for every run; no action, backend or cache is."""
+    from shlax_core.plugins import Plugins
+
+    proc = subprocess.run([sys.executable, "-c", LOADED.format(argv=argv)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    text, modules = proc.stdout.split("MODULES", 1)
+    hooks = {ep.value.split(":")[0].split(".")[0] for eps in Plugins().eps("hooks").values() for ep in eps}
+    plugin_modules = {m.split(".")[0] for m in modules.split() if m.startswith("shlax_") and not m.startswith("shlax_core")}
+    assert plugin_modules <= hooks
+    assert not [m for m in modules.split() if m.startswith(("shlax_core.builtin", "rich", "jinja2"))]
+    assert "--cache-to REGISTRY/REPO" in text and "--no-tls-verify" in text  # shlax-plugin-registry's
 
 
 def test_run_imports_only_what_the_recipe_names(test_plugins, tmp_path: Path) -> None:
@@ -194,6 +253,19 @@ def test_extra_plugins_win_over_installed_ones() -> None:
     assert Echo.name == "run" and Echo.version == "0"
 
 
+def test_testing_manager_loads_no_installed_hook_plugin(shlax_recipe) -> None:
+    """A plugin author's unit tests run none of somebody else's hooks: the registry plugin (an
+    installed hook-only plugin) is registered on a run's manager, never on a test project's."""
+    assert "registry" in Plugins().names("hooks")
+    everyday = Plugins()
+    assert everyday.load_hooks() == [] and everyday.pm.has_plugin("hooks:registry")
+    project = shlax_recipe('[targets.t]\nbackend = "fake"\nsteps = [ { echo = "hi" } ]\n', actions={"echo": Echo})
+    clean = project.plugins()
+    assert clean.load_hooks() == []
+    assert clean.pm.get_plugins() == set() and not clean.pm.has_plugin("hooks:registry")
+    assert project.run().code == 0
+
+
 def test_in_memory_action_runs(shlax_recipe) -> None:
     project = shlax_recipe('[targets.t]\nbackend = "fake"\nsteps = [ { echo = "hi" } ]\n', actions={"echo": Echo})
     result = project.run()
@@ -201,6 +273,6 @@ def test_in_memory_action_runs(shlax_recipe) -> None:
 
 
 def test_unknown_kind_of_plugin_names_every_group() -> None:
-    assert set(GROUPS) == {"action", "backend", "cache", "command", "hooks", "section"}
+    assert set(GROUPS) == {"action", "backend", "cache", "command", "cache-command", "hooks", "section"}
     with pytest.raises(PluginError, match="unknown cache 'nope'"):
         Plugins().load("cache", "nope")

@@ -8,9 +8,12 @@ the apt plugin is installed in this venv.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -106,6 +109,33 @@ def shlax_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=120)
 
 
+def shlax_in_process(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """:func:`shlax_cli` without a new interpreter: the CLI's own ``main`` in this process, with
+    the same environment, folder and captured output (what the fast tier can afford for each of
+    dozens of cases). For errors caught before anything runs; what a fresh process proves (which
+    modules load, signals, a plugin's import) stays with :func:`shlax_cli`."""
+    from shlax_core.cli import main
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update({"SHLAX_CACHE_DIR": str(cwd / ".cache"), "NO_COLOR": "1", **env})
+    os.environ.pop("CI", None)
+    os.chdir(cwd)
+    tempfile.tempdir = None  # TMPDIR as the environment says, like a new process
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        tempfile.tempdir = None
+    return subprocess.CompletedProcess(["shlax", *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def recipe_dir(tmp_path: Path) -> Path:
     root = tmp_path / "project"
@@ -122,8 +152,8 @@ def recipe_dir(tmp_path: Path) -> Path:
 def test_malformed_recipe(recipe_dir: Path, case_id: str, text: str, fragments: list[str], where: str,
                           args: tuple[str, ...]) -> None:
     (recipe_dir / "recipe.toml").write_text(text.replace("MARK", MARK))
-    proc = shlax_cli(["run", "recipe.toml", *args], recipe_dir,
-                     SHLAX_DISABLE_PLUGINS="shlax-plugin-apt")
+    proc = shlax_in_process(["run", "recipe.toml", *args], recipe_dir,
+                            SHLAX_DISABLE_PLUGINS="shlax-plugin-apt")
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"shlax: error: {where}: "), proc.stderr

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from conftest import ROOT, events, statuses, working_containers
 from fixtures_hosts import free_port
-from fixtures_registry import empty_store, make_store, registry, registry_busybox  # noqa: F401
 
 RECIPE = """
 [targets.app]

@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 
 from conftest import buildah, events
-from fixtures_registry import registry, registry_busybox, token_registry  # noqa: F401
-from shlax_registry import credentials
-from shlax_registry.auth import buildah_args
+from shlax_buildah.cli import Buildah
+from shlax_buildah.transfer import auth_args, auth_json
+from shlax_core.backends import Login, Transfer
+from shlax_registry.auth import login
 from shlax_registry.client import Registry
-from shlax_registry.credentials import Credentials, CredentialsError, lookup
+from shlax_registry.credentials import CredentialsError, lookup
 
 BLOB = b"a blob pushed with credentials from a helper\n"
 BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
@@ -295,7 +296,10 @@ def test_buildah_gets_what_the_helper_gave_and_no_file_is_left(home, make_helper
     write_json(home / ".docker" / "config.json", {"credsStore": "shlaxbuildah"})
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    with buildah_args(token_registry.host, None, "shlax-test/x") as args:
+    found = login(token_registry.host, "shlax-test/x")
+    assert found is not None and not found.portable  # a machine's own helper: it stays here
+    ref = f"{token_registry.host}/shlax-test/x:k"
+    with auth_args(Buildah(), ref, Transfer(credentials=found)) as args:
         assert args[0] == "--authfile"
         path = Path(args[1])
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -303,13 +307,16 @@ def test_buildah_gets_what_the_helper_gave_and_no_file_is_left(home, make_helper
         assert base64.b64decode(data["auths"][token_registry.host]["auth"]).decode() == "alice:alice-pw"
     assert list((tmp_path / "tmp").iterdir()) == []
     # a remote builder gets only the environment's credentials (its own files are its own)
-    with buildah_args(token_registry.host, object(), "shlax-test/x") as args:
+    remote = Buildah()
+    remote.transport = object()  # type: ignore[assignment]
+    with auth_args(remote, ref, Transfer(credentials=found)) as args:
         assert args == []
     # nothing found: no file at all, buildah reads its own
-    with buildah_args("nothing.example", None) as args:
+    assert login("nothing.example") is None
+    with auth_args(Buildah(), "nothing.example/x:k", Transfer()) as args:
         assert args == []
     # an identity token goes as one, for buildah's own OAuth2 exchange
-    assert json.loads(credentials.auth_json("h", Credentials("<token>", "tok", identity_token=True))) == \
+    assert json.loads(auth_json("h", Login("<token>", "tok", identity_token=True))) == \
         {"auths": {"h": {"auth": b64("<token>:"), "identitytoken": "tok"}}}
 
 

@@ -16,7 +16,6 @@ import pytest
 
 from conftest import ROOT
 from fixtures_caches import Host, in_image, output, remove_image
-from fixtures_registry import registry  # noqa: F401
 
 
 class Machine:

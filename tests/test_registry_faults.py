@@ -17,11 +17,14 @@ import pytest
 
 from conftest import events, statuses, working_containers
 from fake_registry import Answer, FakeRegistry, body, garbage, hang, huge, redirect_loop, reset, status, trickle, truncated
-from fixtures_registry import registry  # noqa: F401
 from shlax_registry.client import Registry
 from shlax_registry.errors import RegistryError
 
 TIMEOUT = 1.5  # seconds the client waits in these tests; "no answer" cases wait for ever
+#: the client alone against every bad answer: shorter, so the fast tier stays fast (the cases
+#: that never answer wait this long). Still longer than a trickle's pause between bytes (0.2 s):
+#: only the deadline on the whole document stops one. Tests of one message keep TIMEOUT
+CLIENT_TIMEOUT = 0.4
 BLOB = b"a blob of the cache\n"
 BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
 
@@ -72,8 +75,8 @@ BAD_BLOBS = {
 }
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeRegistry]:
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeRegistry]:
     server = FakeRegistry().start()
     try:
         yield server
@@ -81,8 +84,17 @@ def fake() -> Iterator[FakeRegistry]:
         server.stop()
 
 
-def client(fake: FakeRegistry) -> Registry:
-    return Registry(fake.host, tls_verify=False, timeout=TIMEOUT)
+@pytest.fixture
+def fake(fake_server: FakeRegistry) -> Iterator[FakeRegistry]:
+    """One server for the module (stopping one waits for its poll), reset for each test."""
+    try:
+        yield fake_server
+    finally:
+        fake_server.reset()
+
+
+def client(fake: FakeRegistry, timeout: float = TIMEOUT) -> Registry:
+    return Registry(fake.host, tls_verify=False, timeout=timeout)
 
 
 def fails_clearly(fake: FakeRegistry, call: Callable[[], Any]) -> RegistryError:
@@ -96,13 +108,13 @@ def fails_clearly(fake: FakeRegistry, call: Callable[[], Any]) -> RegistryError:
 @pytest.mark.parametrize("case", bad_documents("tags"))
 def test_tag_list(fake, case):
     fake.on("GET", r"/tags/list", bad_documents("tags")[case])
-    fails_clearly(fake, lambda: client(fake).tags("shlax-test/x"))
+    fails_clearly(fake, lambda: client(fake, CLIENT_TIMEOUT).tags("shlax-test/x"))
 
 
 @pytest.mark.parametrize("case", bad_documents("manifest"))
 def test_manifest(fake, case):
     fake.on("GET", r"/manifests/latest", bad_documents("manifest")[case])
-    fails_clearly(fake, lambda: client(fake).get_manifest("shlax-test/x", "latest"))
+    fails_clearly(fake, lambda: client(fake, CLIENT_TIMEOUT).get_manifest("shlax-test/x", "latest"))
 
 
 @pytest.mark.parametrize("case", bad_documents("token"))
@@ -112,7 +124,7 @@ def test_token(fake, case, monkeypatch):
     fake.on("GET", r"/tags/list", status(401, headers={
         "WWW-Authenticate": f'Bearer realm="http://{fake.host}/token",service="fake",scope="repository:x:pull"'}))
     fake.on("GET", r"^/token", bad_documents("token")[case])
-    err = fails_clearly(fake, lambda: client(fake).tags("shlax-test/x"))
+    err = fails_clearly(fake, lambda: client(fake, CLIENT_TIMEOUT).tags("shlax-test/x"))
     assert "secret" not in err.message
 
 
@@ -121,9 +133,9 @@ def test_token(fake, case, monkeypatch):
 def test_blob(fake, case, into, tmp_path):
     fake.on("GET", r"/blobs/", BAD_BLOBS[case])
     if into == "file":  # as shlax reads blobs into files: knowing their size from the manifest
-        fails_clearly(fake, lambda: client(fake).get_blob("shlax-test/x", BLOB_DIGEST, tmp_path / "blob", len(BLOB)))
+        fails_clearly(fake, lambda: client(fake, CLIENT_TIMEOUT).get_blob("shlax-test/x", BLOB_DIGEST, tmp_path / "blob", len(BLOB)))
     else:
-        fails_clearly(fake, lambda: client(fake).get_blob("shlax-test/x", BLOB_DIGEST))
+        fails_clearly(fake, lambda: client(fake, CLIENT_TIMEOUT).get_blob("shlax-test/x", BLOB_DIGEST))
     assert list(tmp_path.iterdir()) == []  # no half-written blob, no .part
 
 
@@ -138,8 +150,8 @@ def test_blob_larger_than_its_manifest_says(fake, tmp_path):
 def test_ping_and_blob_checks(fake, case):
     answer = bad_documents("tags")[case]
     fake.on("*", r"^/v2/", answer)
-    fails_clearly(fake, lambda: client(fake).ping())
-    fails_clearly(fake, lambda: client(fake).has_blob("shlax-test/x", BLOB_DIGEST))
+    fails_clearly(fake, lambda: client(fake, CLIENT_TIMEOUT).ping())
+    fails_clearly(fake, lambda: client(fake, CLIENT_TIMEOUT).has_blob("shlax-test/x", BLOB_DIGEST))
 
 
 def test_tag_pages_in_a_loop_or_elsewhere(fake):

@@ -15,14 +15,15 @@ import io
 import json
 import os
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
-from fixtures_registry import registry  # noqa: F401
 from shlax_registry.client import Registry
+from test_recipe_errors import shlax_in_process
 
 INDEX_TYPE = "application/vnd.shlax.downloads.index.v1+json"
 FILE_TYPE = "application/vnd.shlax.downloads.file.v1"
@@ -51,13 +52,25 @@ class Box:
         out: dict[str, Any] = {}
         for p in sorted(self.root.rglob("*")):
             rel = str(p.relative_to(self.root))
-            if p.name == "digests.json":
+            if p.name == "digests.bin":
                 continue
             if p.is_symlink():
                 out[rel] = ("link", os.readlink(p))
             elif not p.is_dir():
                 out[rel] = p.read_bytes() if p.is_file() else "special"
         return out
+
+
+@pytest.fixture
+def shlax() -> Callable[..., subprocess.CompletedProcess]:
+    """The CLI in this process (:func:`test_recipe_errors.shlax_in_process`): every refusal here
+    happens before anything runs, and dozens of fresh interpreters would make this file most of
+    the fast tier's time."""
+
+    def run(*args: str, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
+        return shlax_in_process(list(args), Path.cwd(), **(env or {}))
+
+    return run
 
 
 @pytest.fixture

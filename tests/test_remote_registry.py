@@ -25,9 +25,9 @@ import pytest
 
 from conftest import BUSYBOX, events, statuses
 from fixtures_hosts import Fleet, Host, free_port
-from fixtures_registry import REGISTRY_BIN, LocalRegistry, empty_store, registry, registry_busybox  # noqa: F401
+from fixtures_registry import REGISTRY_BIN, LocalRegistry
 from fixtures_registry import stop_registry
-from test_remote_builder import RUN, STORE, builder, remote_temp_folders  # noqa: F401
+from fixtures_builders import RUN, STORE, remote_temp_folders
 
 with warnings.catch_warnings():  # bcrypt for the registry's htpasswd file, through libxcrypt
     warnings.simplefilter("ignore", DeprecationWarning)

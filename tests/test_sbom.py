@@ -8,6 +8,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from conftest import buildah, run_shlax
 
 from shlax_sbom import inventory
@@ -139,6 +141,7 @@ def test_sbom_of_a_built_image(tmp_path: Path, debian_image: str, nonce: str) ->
     subprocess.run(["buildah", "rmi", image], capture_output=True)
 
 
+@pytest.mark.slow  # asks buildah
 def test_sbom_of_an_unknown_image_is_a_clear_error() -> None:
     proc = run_shlax("sbom", "localhost/shlax-test-no-such-image:nope")
     assert proc.returncode == 2

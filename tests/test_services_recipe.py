@@ -81,6 +81,7 @@ def _podman_objects(recipe: Path) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # asks podman that nothing started
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_services_exit_2_with_file_line_and_start_nothing(tmp_path, case):
     _, text, parts, where = case

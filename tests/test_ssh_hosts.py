@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 from conftest import events, run_shlax, statuses
-from fixtures_hosts import Fleet, free_port, ssh_fleet  # noqa: F401  (fixture)
+from fixtures_hosts import Fleet, free_port
 
 
 def recipe(tmp_path: Path, fleet: Fleet, hosts: str, extra: str = "", steps: str = "") -> Path:

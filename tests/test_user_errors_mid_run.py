@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from conftest import events, run_shlax, working_containers
-from fixtures_plugins import test_plugins  # noqa: F401
 from shlax_core.actions import Action
 from shlax_core.errors import ShlaxError
 from shlax_core.params import doc

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from shlax_core import dirs
+from shlax_core.filestate import replacing, stat_signature
 
 RACY_SECONDS = 2.0
 _CHUNK = 1 << 20
@@ -41,7 +42,7 @@ _MAGIC = b"shlax-statcache 2\n"  # then: count, length of the names, names, reco
 
 
 def _sig(st: os.stat_result) -> bytes:
-    return _SIG.pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    return _SIG.pack(*stat_signature(st))
 
 
 class StatCache:
@@ -116,14 +117,11 @@ class StatCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with replacing(self.path) as tmp, open(tmp, "wb") as f:
             names = "\0".join(self.entries).encode("utf-8", "surrogateescape")
             f.write(_MAGIC + struct.pack("<QQ", len(self.entries), len(names)))
             f.write(names)
             f.write(b"".join(self.entries.values()))
-        os.replace(tmp, self.path)
         if self._old_path is not None:
             try:
                 self._old_path.unlink()

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 from shlax_core import dirs
+from shlax_core.filestate import write_json
 
 
 def _file(recipe: Path, target: str) -> Path:
@@ -27,11 +27,7 @@ def load(recipe: Path, target: str) -> list[dict[str, Any]]:
 
 
 def save(recipe: Path, target: str, parts: list[dict[str, Any]]) -> None:
-    path = _file(recipe, target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(parts, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_json(_file(recipe, target), parts, sort_keys=True, default=str)
 
 
 def why(current: dict[str, Any], previous: Optional[dict[str, Any]]) -> str:

@@ -6,11 +6,11 @@ Builds never delete layers (two variants of a recipe keep theirs); only prune do
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any, Iterable
 
 from shlax_core import dirs
+from shlax_core.filestate import write_json
 
 #: a layer's "used" time is refreshed at most this often: an unchanged rebuild writes nothing
 TOUCH_EVERY = 3600.0
@@ -46,9 +46,7 @@ def touch(keys: Iterable[str], **info: Any) -> None:
             entry = data.setdefault(key, {"created": now})
             entry["used"] = now
             entry.update({k: v for k, v in info.items() if v is not None})
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        os.replace(tmp, path)
+        write_json(path, data, sort_keys=True)
 
 
 def forget(keys: Iterable[str]) -> None:
@@ -59,6 +57,4 @@ def forget(keys: Iterable[str]) -> None:
         data = load()
         for key in keys:
             data.pop(key, None)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        os.replace(tmp, path)
+        write_json(path, data, sort_keys=True)

@@ -1,15 +1,18 @@
 """The buildah backend: steps run in a working container; each is committed as a layer.
 
 Layers are images named ``localhost/shlax-cache:<step key>``, so ``buildah images`` shows them and
-a lookup of every key of a target is one ``buildah images --json`` call. After each commit the
-working container is re-created from the new layer, so every layer holds only its own step's
-changes (as ``buildah bud --layers`` does) and a rebuild can start from any of them.
+a lookup of every key of a target is one ``buildah images --json`` call; a rebuild can start from
+any of them.
 
 A local build with chroot isolation (as root, or rootless inside ``buildah unshare``) runs its steps itself in the mounted container
-(:mod:`shlax_buildah.chroot`) and writes copies straight into it: per step, buildah is asked only
-to commit and to re-create the container (``from`` + ``mount``). Anywhere else (a remote builder,
-``isolation = "oci"``) steps go through ``buildah run`` and ``buildah add``. The final
-image is the last step's commit with the target's configuration set on it (see
+(:mod:`shlax_buildah.chroot`) and writes copies straight into it. Per step, buildah is asked
+only to commit: the container goes on to the next step (``commit`` without ``--rm``), so a layer
+holds the changes of its step and of the earlier steps since the container was made. When those
+are big, the commit removes the container and the next one is made from the new layer
+(:mod:`shlax_buildah.upper`). Anywhere else (a remote builder, ``isolation = "oci"``)
+steps go through ``buildah run`` and ``buildah add``, and the container is made again from each
+new layer, so every layer holds only its own step's changes (as ``buildah bud --layers`` does).
+The final image is the last step's commit with the target's configuration set on it (see
 :mod:`shlax_buildah.runconfig`).
 """
 
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 from shlax_core import inroot, names, process
-from shlax_core.backends import Become, ImageBackend, Mount, Stat
+from shlax_core.backends import Become, ImageBackend, Layer, Mount, Stat, Transfer
 from shlax_core.cache import usage
 from shlax_core.errors import ShlaxError, StepFailed
 from shlax_core.imageconfig import ImageConfig
@@ -32,7 +35,7 @@ from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import chroot, isolation, owners, runconfig, store
+from shlax_buildah import chroot, isolation, owners, runconfig, store, transfer, upper
 from shlax_buildah.cli import Buildah
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
@@ -71,13 +74,8 @@ class BuildahParams:
     isolation: Optional[Literal["oci", "chroot", "rootless"]] = doc(
         "how buildah isolates steps; default: chosen for this host (chroot where the OCI runtime cannot work)",
         None)
-    push: bool = doc("push the final image to its registry name after the build (like --push)", False)
     root: Optional[str] = doc("buildah storage root (--root), for a separate image store", None)
     runroot: Optional[str] = doc("buildah run root (--runroot), with `root`", None)
-    cache_to: Optional[str] = doc("registry repository to push every step layer to, tagged by key (like --cache-to)",
-                                  None)
-    cache_from: Optional[str] = doc("registry repository to pull missing step layers from (like --cache-from)", None)
-    tls_verify: bool = doc("verify registry TLS for push and the layer cache; false for plain-HTTP registries", True)
     builder: Optional[BuilderSpec] = doc(
         'build on another machine over SSH: "user@host[:port]" or a table { host, user, port, identity, become, '
         'host_key_checking, known_hosts, ssh_config, jump, options, connect_timeout }; buildah, its image '
@@ -103,10 +101,6 @@ class BuildahParams:
             problem = names.absolute_path(value, what=key) if value is not None else None
             if problem:
                 return (key, problem)
-        for key in ("cache_to", "cache_from"):
-            value = getattr(self, key)
-            if value is not None and (not value.strip() or value.startswith("-")):
-                return (key, f"{value!r} is not a registry repository (e.g. \"reg.example:5000/cache/app\")")
         return None
 
 
@@ -161,6 +155,8 @@ class BuildahBackend(ImageBackend):
 
     Params = BuildahParams
     supports_become = True
+    keeps_layers = True
+    transfers_layers = True
 
     def __init__(self, target: Any, params: BuildahParams, session: Any, label: Optional[str] = None):
         super().__init__(target, params, session, label or target.name)
@@ -186,6 +182,9 @@ class BuildahBackend(ImageBackend):
         #: (None: through ``buildah run``); see :meth:`direct`
         self.steps: Optional[chroot.StepRoot] = None
         self._base_config: Optional[dict[str, Any]] = None
+        #: the mounted working container's own changes (overlay upper folder), when steps run in
+        #: it directly and the layout is known: it then goes on after a commit while they are small
+        self._upper: Optional[str] = None
 
     @classmethod
     def run_under(cls, params: BuildahParams) -> Optional[list[str]]:
@@ -220,6 +219,8 @@ class BuildahBackend(ImageBackend):
     def images(self, refresh: bool = False) -> list[dict[str, Any]]:
         if self._images is None or refresh:
             self._images = self.buildah.images()
+            for name, image in self._adopted.items():  # pulled layers whose cache name is still to give
+                self._listed(name, image)
         return self._images
 
     def base_key(self) -> str:
@@ -253,8 +254,10 @@ class BuildahBackend(ImageBackend):
                 raise ShlaxError(f"base image {base!r} is not in the local store and --offline forbids pulling",
                                  where=self.target.where_of("base"), hint=f"run once online, or: buildah pull {base}")
             self.session.reporter.emit("info", message=f"pulling {ref}", target=self.target.name)
-            verify = self.session.options.get("tls_verify", True) and self.params.tls_verify
-            self.buildah.stream(["pull", f"--tls-verify={str(bool(verify)).lower()}", "--", ref], output=self.log)
+            # TLS and credentials from the plugin owning the registry options (shlax-plugin-registry:
+            # --no-tls-verify), else as buildah's registries.conf and auth files say
+            how = self.session.hook.shlax_transfer(backend=self) or Transfer()
+            transfer.pull_base(self.buildah, ref, how, self.log)
             image_id = self.buildah.image_id(ref)
             if image_id is None:
                 raise StepFailed(f"pulled {ref} but cannot find it in the store")
@@ -267,8 +270,8 @@ class BuildahBackend(ImageBackend):
         the same ID (the first key's parent), the host files a base source read to name it, and
         the final image still holding the target's names and the final key's cache name."""
         p = self.params
-        if self.remote is not None or p.push or p.cache_to or p.cache_from:
-            return None  # registry work or a remote store: every run must really run
+        if self.remote is not None:
+            return None  # a remote store: every run must really run
         if self.base_guards is None:
             return None  # a base source that did not say what its answer depends on
         return {"root": p.root, "runroot": p.runroot, "base": self._base_name, "base_id": self._base_ref,
@@ -280,7 +283,7 @@ class BuildahBackend(ImageBackend):
         stores: dict[tuple[Optional[str], Optional[str]], tuple[Buildah, list[dict[str, Any]]]] = {}
         for rec in records:
             if rec["base_guards"]:  # a base source's host files (imported only then: kept cheap)
-                from shlax_core.files import signature
+                from shlax_core.filestate import signature
 
                 if any(signature(path) != sig for path, sig in rec["base_guards"].items()):
                     return False
@@ -299,10 +302,10 @@ class BuildahBackend(ImageBackend):
     def _local_image(self, ref: str) -> Optional[str]:
         return resolve_local(self.images(), ref, self.buildah)
 
-    def lookup(self, keys: Sequence[str]) -> dict[str, str]:
+    def lookup(self, keys: Sequence[str], *, fresh: bool = False) -> dict[str, str]:
         wanted = {f"{CACHE_REPO}:{k}": k for k in keys}
         found = {}
-        for image in self.images():
+        for image in self.images(refresh=fresh):
             for name in image.get("names") or []:
                 if name in wanted:
                     found[wanted[name]] = image["id"]
@@ -310,12 +313,28 @@ class BuildahBackend(ImageBackend):
             usage.touch(found)
         return found
 
-    def adopt(self, key: str, image: str) -> None:
+    # -- the layer-transfer protocol (shlax-plugin-registry) -------------------------------------
+    def pull_layer(self, key: str, ref: str, how: Transfer) -> str:
+        image = transfer.pull(self.buildah, ref, how)
+        self._adopt(key, image)
+        return image
+
+    def push_layer(self, key: str, image: str, ref: str, how: Transfer) -> None:
+        transfer.push_layer(self.buildah, image, ref, how)
+
+    def push_image(self, name: str, ref: str, how: Transfer) -> str:
+        return transfer.push_image(self.buildah, name, ref, how, self.log)
+
+    def _adopt(self, key: str, image: str) -> None:
         """Take ``image`` (just pulled from a layer cache) as the layer for ``key``. Its cache name
         is given with the next ``buildah tag`` (the final image's, usually: one call instead of
         two), or at :meth:`close` when the build stops before that."""
         name = f"{CACHE_REPO}:{key}"
         self._adopted[name] = image
+        self._listed(name, image)
+
+    def _listed(self, name: str, image: str) -> None:
+        """Put ``name`` on ``image`` in the in-memory listing."""
         images = self.images()
         entry = next((i for i in images if i["id"] == image), None)
         if entry is None:
@@ -356,12 +375,14 @@ class BuildahBackend(ImageBackend):
         self._rootfs: Optional[str] = None
         self._made: list[str] = []
         self.steps = None
+        self._upper = None
         self.buildah("from", "--pull=never", f"--name={name}", "--", source)
         if image is not None and not bare and image != self._base_ref:
             self._reset_config(image)
         if self.direct() is None:
             self._rootfs = self.buildah("mount", "--", name).output.strip()
             self.steps = chroot.StepRoot(self._rootfs, self._tmp, self.base_config(), container=name)
+            self._upper = upper.of(self._rootfs)
 
     def start_env(self, name: str) -> Optional[str]:
         """The base image's environment, as its steps get it (buildah's PATH when it sets none):
@@ -589,12 +610,18 @@ class BuildahBackend(ImageBackend):
         assert self.container is not None
         name = f"{CACHE_REPO}:{key}"
         self._drop_mountpoints()
-        # --rm: continue from the new layer, so the next layer holds only the next step's changes
-        out = self.buildah("commit", "--quiet", "--rm", "--", self.container, name)
-        self.container = None
+        # the mounted container goes on to the next step while what it holds of its own is small
+        # (one process a step: the commit); after a big step, --rm and a container made from the
+        # new layer, so later layers do not repeat its files (see shlax_buildah.upper)
+        keep = self._upper is not None and not upper.big(self._upper)
+        out = self.buildah("commit", "--quiet", *(() if keep else ("--rm",)), "--", self.container, name)
         image_id = out.output.strip().splitlines()[-1]
         usage.touch([key], image=image_id, **{k: v for k, v in meta.items() if k in ("target", "step")})
-        self.start(image_id, bare=True)
+        if keep:
+            self._facts = None  # type: ignore[assignment]  # read again after a step, as in a new container
+        else:
+            self.container = None
+            self.start(image_id, bare=True)
         return image_id
 
     # -- copies from other images (stages) -------------------------------------------------------
@@ -708,23 +735,13 @@ class BuildahBackend(ImageBackend):
                 self._adopted.pop(n, None)
         if self._adopted:
             self._tag_adopted()
-        if self.params.push or self.session.options.get("push"):
-            self.push()
-
-    def push(self) -> None:
-        if self.session.hook.shlax_push_image(backend=self, names=self.names()):
-            return  # a plugin pushed (shlax-plugin-registry: credentials, TLS, retries)
-        tls = "true" if self.session.options.get("tls_verify", True) else "false"
-        for name in self.names():
-            self.session.reporter.emit("info", message=f"pushing {name}", target=self.target.name)
-            self.buildah.stream(["push", f"--tls-verify={tls}", "--", name, f"docker://{name}"], output=self.log)
 
     # -- cache maintenance (shlax cache ls / prune) --------------------------------------------
     @classmethod
-    def list_layers(cls) -> list[dict[str, Any]]:
+    def list_layers(cls) -> list[Layer]:
         """Every ``localhost/shlax-cache:KEY`` name in the store, made under any SHLAX_CACHE_DIR.
 
-        ``size`` is the layer's own bytes (its step's changes), not the image's: a cache image
+        ``size`` is the layer's own bytes (what its working container changed), not the image's: a cache image
         holds its parents too, and counting them again for every child overstated the cache
         several times. ``layer`` identifies the storage layer, so two names of one image (the
         last step and the final image) count once. When the store's index can be read, ``parts``
@@ -752,12 +769,11 @@ class BuildahBackend(ImageBackend):
             else:  # not a store layout we read: the last layer of the image's manifest
                 layer, size = _top_layer(b, image["id"])
             for name in cache:
-                row = {"key": name.split(":", 1)[1], "image": image["id"], "name": name,
-                       "size": size, "layer": layer or image["id"], "created": image.get("created")}
+                row = Layer(key=name.split(":", 1)[1], image=image["id"], name=name, size=size,
+                            layer=layer or image["id"], created=image.get("created"))
                 if freeable is not None:
                     row["parts"] = freeable.get(image["id"], {})
                 rows.append(row)
-        return rows
         return rows
 
     @classmethod

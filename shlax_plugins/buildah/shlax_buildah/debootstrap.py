@@ -145,7 +145,7 @@ def name_inputs(spec: str) -> dict[str, Optional[list[int]]]:
     """Signatures of the host files the base's name depends on, for the no-op fast path: the apt
     sources (when the mirror is the host's) and dpkg's record of the installed debootstrap,
     rewritten whenever it is installed, upgraded or removed."""
-    from shlax_core.files import signature
+    from shlax_core.filestate import signature
 
     paths = [DPKG_RECORD]
     if not dict(parse_qsl(spec.partition("?")[2])).get("mirror"):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from shlax_core import dirs
+from shlax_core.filestate import write_json
 
 TMP_PREFIX = "shlax-buildah-"
 #: the helper a step shlax runs itself starts with (:mod:`shlax_buildah.enter`)
@@ -67,10 +68,7 @@ class Claim:
         self.data: dict[str, Any] = {**me(), "root": root, "runroot": runroot, "tmp": None, "containers": []}
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data))
-        os.replace(tmp, self.path)
+        write_json(self.path, self.data)
 
     def folder(self, path: str) -> None:
         """About to make the temporary folder ``path``."""

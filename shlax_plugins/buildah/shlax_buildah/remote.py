@@ -142,7 +142,7 @@ class SSHTransport:
         except ImportError:
             raise ShlaxError(f"builder {spec if isinstance(spec, str) else spec.host!r} needs the ssh plugin, "
                              "which is not installed", where=target.where_of("builder"),
-                             hint="pip install shlax-plugin-ssh") from None
+                             hint="pip install 'shlax-plugin-buildah[remote]' (or shlax-plugin-ssh)") from None
         if isinstance(spec, str):
             entry = parse_host(spec)
             spec = BuilderHost(host=entry.host, user=entry.user, port=entry.port)

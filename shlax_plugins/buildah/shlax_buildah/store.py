@@ -18,14 +18,10 @@ import base64
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from shlax_core.tomlfile import tomllib
 
 CONF_FILES = ("/etc/containers/storage.conf", "/usr/share/containers/storage.conf")
 DEFAULT_GRAPHROOT = "/var/lib/containers/storage"

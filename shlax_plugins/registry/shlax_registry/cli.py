@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from shlax_core.cache_cli import human
+from shlax_core.units import human
 from shlax_core.errors import ShlaxError
 
 from shlax_registry.client import RegistryError

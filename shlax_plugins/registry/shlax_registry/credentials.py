@@ -249,14 +249,3 @@ def run_helper(name: str, host: str, path: Path, key: str) -> Optional[Credentia
 
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-
-
-def auth_json(host: str, found: Credentials) -> bytes:
-    """An ``auth.json`` holding ``found`` for ``host``, for buildah (``--authfile``)."""
-    if found.identity_token:
-        # as docker login writes it: containers/image reads ``identitytoken`` only beside an
-        # ``auth`` that decodes to ``user:`` (an empty one makes it skip the entry)
-        entry = {"auth": base64.b64encode(f"{found.user}:".encode()).decode(), "identitytoken": found.secret}
-    else:
-        entry = {"auth": base64.b64encode(f"{found.user}:{found.secret}".encode()).decode()}
-    return json.dumps({"auths": {host: entry}}).encode()

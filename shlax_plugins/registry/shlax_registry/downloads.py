@@ -41,6 +41,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Optional
 
 from shlax_core import dirs
+from shlax_core.cache.hashing import StatCache
 from shlax_core.errors import ShlaxError
 
 from shlax_registry import answers
@@ -119,39 +120,20 @@ def _check_tree(entries: list[Entry]) -> None:
             parent = parent.parent
 
 
-# -- hashing with a stat cache -------------------------------------------------------------------
+# -- hashing with the core's stat cache ------------------------------------------------------------
 class Digests:
-    """sha256 per file, remembered by (size, mtime_ns, inode) so a second export reads nothing."""
+    """``sha256:HEX`` per file through the core's stat cache (:class:`shlax_core.cache.hashing.StatCache`):
+    an unchanged file is not read again by a second export or import, with the same guarantees as
+    a step's inputs (ctime in the signature, racy entries not trusted)."""
 
     def __init__(self) -> None:
-        self.path = dirs.state("registry/digests.json")
-        try:
-            self.data: dict[str, list[Any]] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.data = {}
-        if not isinstance(self.data, dict):
-            self.data = {}
-        self.dirty = False
+        self.cache = StatCache(Path("/"), path=dirs.state("registry/digests.bin"))
 
     def of(self, path: Path, st: os.stat_result) -> str:
-        sig = [st.st_size, st.st_mtime_ns, st.st_ino]
-        known = self.data.get(str(path))
-        if known and known[:3] == sig:
-            return known[3]
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        digest = "sha256:" + h.hexdigest()
-        self.data[str(path)] = [*sig, digest]
-        self.dirty = True
-        return digest
+        return "sha256:" + self.cache.digest(str(path), st)
 
     def save(self) -> None:
-        if self.dirty:
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.data))
-            tmp.replace(self.path)
+        self.cache.save()
 
 
 def _walk(root: Path) -> Iterable[tuple[Path, str]]:

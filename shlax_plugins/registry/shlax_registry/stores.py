@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Optional, Union
 
 from shlax_core.errors import ShlaxError
+from shlax_core.filestate import replacing
 
 from shlax_registry import answers, refs
 from shlax_registry.client import OCI_MANIFEST, Registry, RegistryError
@@ -194,13 +195,10 @@ class LayoutStore(Store):
     def close(self, ok: bool) -> None:
         try:
             if ok and not self.reading:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 mode = "w:gz" if self.path.name.endswith((".gz", ".tgz")) else "w"
-                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-                with tarfile.open(tmp, mode) as tar:
+                with replacing(self.path) as tmp, tarfile.open(tmp, mode) as tar:
                     for name in sorted(os.listdir(self.dir)):
                         tar.add(self.dir / name, arcname=name)
-                tmp.replace(self.path)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from shlax_core import dirs
 from shlax_core.errors import ShlaxError
+from shlax_core.filestate import write_atomic
 
 from shlax_sbom import cyclonedx, inventory
 
@@ -65,10 +66,7 @@ def sbom(ref: str, version: str) -> tuple[str, Path]:
     finally:
         _buildah("rm", "--", name, check=False)
     text = cyclonedx.dumps(cyclonedx.document(ref, image_id, _rfc3339(created), packages, release, version))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text)
     return text, path
 
 

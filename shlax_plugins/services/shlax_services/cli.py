@@ -17,11 +17,11 @@ from typing import Any, Callable, Iterator, Optional
 
 import click
 
-from shlax_core import params as P
 from shlax_core.backends import ImageBackend
 from shlax_core.errors import Interrupted, RecipeError, ShlaxError, StepFailed
 from shlax_core.hookspecs import hookimpl
 from shlax_core.recipe import DEFAULT_FILE, Recipe
+from shlax_core.resolve import target_params
 
 from shlax_services import names as N
 from shlax_services.engine import Engine, host_engine, local_engine
@@ -84,7 +84,7 @@ def _engines(recipe: Recipe, session: Any, on: Optional[str]) -> Iterator[list[E
     _check_on(recipe, Services(recipe, {}), session, on)
     target = recipe.select([on])[0]
     cls = session.plugins.load("backend", target.backend)
-    params = P.build(cls.Params, target.options, path=target.path, locate=recipe.locate, what="option")
+    params = target_params(target, cls, session.plugins, recipe)
     backends = [cls(target, p, session, label=label or target.name)
                 for label, p in cls.expand(params, recipe.dir)]
     opened = []
@@ -94,7 +94,7 @@ def _engines(recipe: Recipe, session: Any, on: Optional[str]) -> Iterator[list[E
             opened.append(b)
         yield [host_engine(b) for b in backends]
     finally:
-        from shlax_core.runner import shielded
+        from shlax_core.interrupts import shielded
 
         with shielded():
             for b in opened:
@@ -125,7 +125,7 @@ def _finish(session: Any, code: int, started: float, end: bool = True) -> None:
 def _guarded(session: Any, work: Callable[[], int]) -> int:
     """Run ``work`` with SIGTERM unwinding like Ctrl-C; a failing podman call is exit 1, a user's
     mistake (ShlaxError) goes to the CLI's handler (exit 2) once the reporter is closed."""
-    from shlax_core.runner import interruptible
+    from shlax_core.interrupts import interruptible
 
     try:
         with interruptible():

@@ -15,13 +15,14 @@ from typing import Literal, Optional, Union
 
 from shlax_core import params as P
 from shlax_core.errors import RecipeError
+from shlax_core.names import CONTAINER, ENV_NAME
 from shlax_core.params import doc
 from shlax_core.recipe import Recipe
 
 SECTION = "services"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_VOLUME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ENV = ENV_NAME
+_VOLUME = CONTAINER  # podman's grammar for every name
 _PORT = re.compile(r"^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):)?(?:(?P<host>\d+):)?"
                    r"(?P<ctr>\d+)(?:/(?P<proto>tcp|udp|sctp))?$")
 _SHELLISH = re.compile(r"[\s;&|<>()$`\\\"'*?#~]")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from shlax_core.errors import ShlaxError
+from shlax_core.filestate import stat_signature, write_json
 
 #: ssh appends ".XXXXXXXXXXXXXXXX" to the socket path while creating it; sun_path holds 107
 MAX_SOCKET = 88
@@ -57,8 +58,8 @@ def socket_for(options: Sequence[str], files: Sequence[Optional[str]] = ()) -> s
     for name in files:
         if name:
             try:
-                st = os.stat(os.path.expanduser(name))
-                parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+                sig = stat_signature(os.stat(os.path.expanduser(name)))
+                parts.append(f"{name}:{':'.join(map(str, sig))}")
             except OSError:
                 parts.append(f"{name}:-")
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
@@ -77,9 +78,7 @@ def remember(socket: str, info: dict[str, Any]) -> None:
             return
     except (OSError, ValueError):
         pass
-    tmp = meta.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**info, "ino": ino, "started": time.time()}))
-    os.replace(tmp, meta)
+    write_json(meta, {**info, "ino": ino, "started": time.time()})
 
 
 def _ctl(socket: str, command: str) -> bool:

@@ -17,6 +17,7 @@ from shlax_core import params as P
 from shlax_core import tomlfile
 from shlax_core.errors import RecipeError
 from shlax_core.locate import Locator
+from shlax_core.names import VARIABLE
 from shlax_core.params import doc
 
 _HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]+$")
@@ -56,7 +57,7 @@ def _check_vars(values: dict[str, Any]) -> Optional[str]:
     from shlax_core.recipe import RESERVED_VARS
 
     for key in values:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or key in RESERVED_VARS:
+        if not VARIABLE.match(key) or key in RESERVED_VARS:
             return (f"variable name {key!r} must be letters, digits and '_' (not starting with a digit), "
                     f"and not one of {', '.join(RESERVED_VARS)}")
     return None

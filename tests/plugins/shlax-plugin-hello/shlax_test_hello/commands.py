@@ -1,4 +1,6 @@
-"""The ``shlax hello`` command, added through the ``shlax_register_commands`` hook."""
+"""The ``shlax hello`` command, added through the ``shlax_register_commands`` hook.
+
+Also ``shlax cache hello``, a ``shlax.cache_commands`` entry point."""
 
 import click
 
@@ -15,3 +17,9 @@ def hello(who: str) -> None:
 @hookimpl
 def shlax_register_commands(register):
     register(hello)
+
+
+@click.command("hello")
+def cache_hello() -> None:
+    """Say hello from the cache group (a test plugin cache command)."""
+    click.echo("hello from a plugin cache command")

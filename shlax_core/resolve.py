@@ -13,8 +13,8 @@ from typing import Any
 from shlax_core import params as P
 from shlax_core.actions import Action
 from shlax_core.backends import Backend, ImageBackend
-from shlax_core.buildenv import PSEUDO_STEPS
 from shlax_core.binding import StepPlan, known_keys, plan_step
+from shlax_core.buildenv import PSEUDO_STEPS
 from shlax_core.variables import has_templates
 from shlax_core.errors import RecipeError, ShlaxError, place
 from shlax_core.recipe import Recipe, Step, Target

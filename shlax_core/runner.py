@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Iterator, Optional
 
-from shlax_core import buildenv, stages
+from shlax_core import stages
 from shlax_core.actions import Action, StepContext
 from shlax_core.backends import Backend, ImageBackend
 from shlax_core.binding import Binder, become_of

@@ -12,7 +12,7 @@ import sys
 import os
 from pathlib import Path
 
-from conftest import ROOT, buildah, events, statuses, working_containers
+from conftest import ROOT, events, statuses, working_containers
 from fixtures_hosts import free_port
 
 RECIPE = """
@@ -71,15 +71,6 @@ def test_cache_to_then_cache_from_on_an_empty_store(tmp_path, shlax, registry, r
     proc = shlax("run", str(changed), "--json", "--cache-from", cache, "--no-tls-verify")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert statuses(proc.stdout) == ["cached", "cached", "done"], proc.stdout
-
-    # the same change built from scratch on the first machine: the very same image
-    # (docs/reproducible.md: a layer from the cache is the layer a build from scratch makes)
-    scratch = recipe(tmp_path, registry_busybox, nonce, name="third.toml", last="cat /two /one > /three")
-    assert shlax("run", str(scratch), "--no-cache").returncode == 0
-    final = f"localhost/shlax-test-reg-{nonce}:latest"
-    here = buildah("inspect", "--type", "image", "--format", "{{.FromImageID}}", final).stdout.strip()
-    there = empty_store.buildah("inspect", "--type", "image", "--format", "{{.FromImageID}}", final).stdout.strip()
-    assert here == there
 
 
 def test_only_the_last_cached_layer_is_pulled(tmp_path, shlax, registry, registry_busybox, nonce, empty_store):

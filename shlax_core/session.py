@@ -27,6 +27,17 @@ class Session:
     timeline: Timeline = field(default_factory=Timeline)
     _stat_cache: Optional[StatCache] = None
     _caches: dict[str, Any] = field(default_factory=dict)
+    _build_info: Any = None
+
+    @property
+    def build_info(self) -> Any:
+        """The pinned epoch and the source context (commit, branch, CI) of image builds, read once
+        per run (:mod:`shlax_core.buildinfo`)."""
+        if self._build_info is None:
+            from shlax_core import buildinfo
+
+            self._build_info = buildinfo.of(self.recipe_dir)
+        return self._build_info
 
     @property
     def stat_cache(self) -> StatCache:

@@ -35,7 +35,8 @@ TEST_NAME = re.compile(r"^(localhost/shlax-cache:|127\.0\.0\.1:\d+/|localhost:\d
 
 
 def listing() -> list[dict[str, Any]]:
-    """Every image: ``id``, ``names``, ``created`` (Unix time); empty when buildah cannot say."""
+    """Every image: ``id``, ``names``, ``created`` (when it came into the store, Unix time); empty
+    when buildah cannot say."""
     proc = subprocess.run(["buildah", "images", "--all", "--json", "--no-trunc"], capture_output=True, text=True)
     if proc.returncode != 0:
         return []
@@ -43,8 +44,16 @@ def listing() -> list[dict[str, Any]]:
         images = json.loads(proc.stdout or "[]") or []
     except ValueError:
         return []
-    return [{"id": str(i.get("id", "")).removeprefix("sha256:"), "names": list(i.get("names") or []),
+    rows = [{"id": str(i.get("id", "")).removeprefix("sha256:"), "names": list(i.get("names") or []),
              "created": float(i.get("created") or 0)} for i in images]
+    # shlax pins an image's `created` (docs/reproducible.md: 1970 unless SOURCE_DATE_EPOCH or a git
+    # commit says otherwise): when it came into the store is what tells an old image from a new one
+    from shlax_buildah import store
+
+    stored = store.stored_times(None, [r["id"] for r in rows])
+    for r in rows:
+        r["created"] = stored.get(r["id"], r["created"])
+    return rows
 
 
 def kept(names: list[str]) -> bool:

@@ -425,11 +425,12 @@ def _image_info(image: str) -> tuple[str, dict, int, list[str]]:
 
 
 @pytest.mark.parametrize("path", ["direct", "buildah-run"])
-def test_final_image_is_the_last_steps_commit(tmp_path, shlax, busybox_image, nonce, path):
-    """With an image configuration the final image is the last step's layer with the
-    configuration set on it: one commit, no extra layer. A configuration-only change runs no
-    step and leaves nothing of the old configuration; a step added after that layer runs with
-    the base's configuration, and its layer does not carry the target's."""
+def test_final_image_is_the_steps_and_a_configuration_commit(tmp_path, shlax, busybox_image, nonce, path):
+    """The final image is the step layers and, on top, the configuration in an empty layer of its
+    own, dated with the pinned epoch (docs/reproducible.md: a configuration change then gives the
+    image a build from scratch gives). A configuration-only change runs no step and leaves nothing
+    of the old configuration; a step added later runs with the base's configuration, and its
+    layer does not carry the target's."""
     env = {"SHLAX_BUILDAH_RUN": "1"} if path == "buildah-run" else {}
     recipe = tmp_path / "shlax.toml"
     image = f"localhost/shlax-test-conf-{nonce}:latest"
@@ -440,9 +441,9 @@ def test_final_image_is_the_last_steps_commit(tmp_path, shlax, busybox_image, no
     assert first.returncode == 0, first.stdout + first.stderr
     assert statuses(first.stdout) == ["done", "done"]
     image_id, config, layers, names = _image_info(image)
-    # none for the config; direct: both small steps committed from one working container
-    assert layers == base_layers + (1 if path == "direct" else 2)
-    assert len([n for n in names if n.startswith("localhost/shlax-cache:")]) == 2  # last step + final
+    # direct: both small steps committed from one working container; then an empty layer for the config
+    assert layers == base_layers + (2 if path == "direct" else 3)
+    assert len([n for n in names if n.startswith("localhost/shlax-cache:")]) == 1  # the final key
     assert config["Cmd"] == ["cat", "/data/nonce"] and "GREETING=hi" in config["Env"]
     assert config["Labels"]["org.example.gone"] == "soon"
 
@@ -453,7 +454,8 @@ labels = { "org.example.team" = "infra" }"""))
     assert again.returncode == 0, again.stdout + again.stderr
     assert statuses(again.stdout) == ["cached", "cached"]
     assert not [e for e in events(again.stdout) if e["event"] == "step_start"]
-    _, config, _, _ = _image_info(image)
+    _, config, again_layers, _ = _image_info(image)
+    assert again_layers == base_layers + (2 if path == "direct" else 3)
     assert config["Cmd"] == ["true"]
     assert "org.example.gone" not in config["Labels"] and config["Labels"]["org.example.team"] == "infra"
     assert not [e for e in config["Env"] if e.startswith("GREETING=")]
@@ -469,7 +471,7 @@ labels = { "org.example.team" = "infra" }"""))
     assert read_in_image(image, "/data/greeting") == "[]\n"   # the base's environment, not the target's
     assert read_in_image(image, "/data/pwd") == "/\n"
     _, config, layers, _ = _image_info(image)
-    assert layers == base_layers + (2 if path == "direct" else 4)
+    assert layers == base_layers + (3 if path == "direct" else 5)
     assert config["Cmd"] == ["cat", "/data/nonce"] and config["Labels"]["org.example.gone"] == "soon"
     # the layer of the step added after the configured one has the base's configuration
     rows = json.loads(shlax("cache", "ls", "--json").stdout)["layers"]
@@ -539,10 +541,10 @@ def test_each_layer_is_the_tree_after_its_step(tmp_path, shlax, busybox_image, n
     assert statuses(first.stdout) == ["done"] * 5
     rows = [r for r in json.loads(shlax("cache", "ls", "--json").stdout)["layers"] if r["target"] == f"k{nonce}"]
     by_step = {int(r["step"].rsplit("[", 1)[1].rstrip("]")): r for r in rows if "steps[" in (r["step"] or "")}
-    assert sorted(by_step) == [0, 1, 2, 3], rows
-    # the last step's layer is the final image (one commit)
-    final_id = _image_info(f"localhost/shlax-test-chain-{nonce}")[0]
-    by_step[4] = next(r for r in rows if r["image"] == final_id)
+    assert sorted(by_step) == [0, 1, 2, 3, 4], rows
+    # the final image is the last step's layer and an empty configuration layer (docs/reproducible.md)
+    assert _present(f"localhost/shlax-test-chain-{nonce}", ["/a", "/d/x", "/d", "/etc/group", "/b", "/big", "/c",
+                                                           "/d2"]) == ["/d", "/b", "/c", "/d2"]
     paths = ["/a", "/d/x", "/d", "/etc/group", "/b", "/big", "/c", "/d2"]
     expected = {
         0: ["/a", "/d/x", "/d", "/etc/group"],
@@ -557,8 +559,9 @@ def test_each_layer_is_the_tree_after_its_step(tmp_path, shlax, busybox_image, n
     assert by_step[3]["size"] < 100_000 and by_step[4]["size"] < 100_000   # the big file is not repeated
     base_layers = _image_info(busybox_image)[2]
     _, _, layers, _ = _image_info(f"localhost/shlax-test-chain-{nonce}")
-    # direct: steps 0-2 in one container (one layer), then a new one from the big step's layer
-    assert layers == base_layers + (2 if path == "direct" else 5)
+    # direct: steps 0-2 in one container (one layer), then a new one from the big step's layer;
+    # then the configuration layer
+    assert layers == base_layers + (3 if path == "direct" else 6)
 
     # a rebuild restarts from the big step's layer, unchanged steps stay cached
     recipe.write_text(CHAIN.format(nonce=nonce, base=busybox_image, big=big, third="c2"))

@@ -119,10 +119,10 @@ def test_ls_gives_each_layer_its_own_size(tmp_path, shlax, busybox_image, nonce)
     ours = [r for r in json.loads(shlax("cache", "ls", "--json").stdout)["layers"] if r["target"] == f"d{nonce}"]
     big = [r for r in ours if r["step"].endswith("steps[0]")]
     small = [r for r in ours if not r["step"].endswith("steps[0]")]
-    assert len(big) == 1 and len(small) == 4  # each variant: its step and its image, one commit
+    assert len(big) == 1 and len(small) == 4  # each variant: its step's layer and its image's configuration layer
     assert BIG <= big[0]["size"] < BIG + 200_000
     assert all(r["size"] < 100_000 for r in small), small
-    assert len({r["layer"] for r in small}) == 2
+    assert len({r["layer"] for r in small}) == 4
     assert BIG <= held(ours) < BIG + 200_000  # not once per child, nor with the base's bytes
 
 
@@ -153,4 +153,4 @@ def test_du_counts_a_shared_parent_once(tmp_path, shlax, busybox_image, nonce, p
     line = next(x for x in proc.stdout.splitlines() if x.startswith("layers"))
     number, unit = line.split()[1:3]
     assert unit == "MB" and BIG / 2**20 - 0.05 <= float(number) < (BIG + 300_000) / 2**20, line  # one decimal
-    assert "(3 layers)" in line  # the big step, and one per variant (its step and its image: one commit)
+    assert "(5 layers)" in line  # the big step, and two per variant (its step, and its image's configuration)

@@ -85,7 +85,7 @@ def test_disable_plugins_hides_every_kind(test_plugins, tmp_path: Path) -> None:
         assert proc.returncode == 2 and "No such command" in proc.stderr, (argv, proc.stderr)
     plugins = Plugins()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHLAX_DISABLE_PLUGINS", "shlax-plugin-registry")
+        mp.setenv("SHLAX_DISABLE_PLUGINS", "shlax-plugin-registry,shlax-plugin-sbom")
         assert Plugins().load_hooks() == [] and not Plugins().names("hooks")
     assert "registry" in plugins.names("hooks")
 

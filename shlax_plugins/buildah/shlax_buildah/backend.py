@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
-from shlax_core import inroot, names, process
+from shlax_core import buildinfo, inroot, names, process
 from shlax_core.backends import Become, ImageBackend, Layer, Mount, Stat, Transfer
 from shlax_core.cache import usage
 from shlax_core.errors import ShlaxError, StepFailed
@@ -35,7 +35,7 @@ from shlax_core.params import canonical, doc
 from shlax_core.process import Exec
 from shlax_core.remote import CHOWN_SCRIPT, STAT_SCRIPT, parse_stat
 
-from shlax_buildah import chroot, isolation, owners, runconfig, store, transfer, upper
+from shlax_buildah import chroot, isolation, owners, repro, runconfig, store, transfer, upper
 from shlax_buildah.cli import Buildah
 from shlax_buildah.remote import BuilderSpec, SSHTransport
 
@@ -68,7 +68,8 @@ def _base_problem(base: str) -> Optional[str]:
 class BuildahParams:
     base: str = doc('base image: "scratch", a registry reference, a local image, or "debootstrap:SUITE"')
     image: Optional[str] = doc("name of the final image; default localhost/TARGET:latest", None)
-    tags: list[str] = doc("more tags for the final image", default_factory=list)
+    tags: list[str] = doc('more tags for the final image; "{short_sha}", "{branch}", "latest if default_branch": '
+                          "from the git/CI context (docs/ci-tags.md)", default_factory=list)
     config: ImageConfig = doc("image configuration: cmd, entrypoint, env, workdir, user, labels, ports",
                               default_factory=ImageConfig)
     isolation: Optional[Literal["oci", "chroot", "rootless"]] = doc(
@@ -93,7 +94,7 @@ class BuildahParams:
             if problem:
                 return ("image", problem)
         for tag in self.tags:
-            problem = names.tag(tag)
+            problem = buildinfo.template_problem(tag) if buildinfo.is_template(tag) else names.tag(tag)
             if problem:
                 return ("tags", problem)
         for key in ("root", "runroot"):
@@ -167,6 +168,10 @@ class BuildahBackend(ImageBackend):
         pm = session.plugins.pm
         if not pm.is_registered(debootstrap):
             pm.register(debootstrap, name="backend:buildah:debootstrap")
+        from shlax_buildah import stepenv  # SOURCE_DATE_EPOCH for every step (docs/reproducible.md)
+
+        if not pm.is_registered(stepenv):
+            pm.register(stepenv, name="backend:buildah:stepenv")
         # a remote builder: every buildah command rides its ssh connection (opened in open())
         self.remote = SSHTransport(params.builder, target, session) if params.builder is not None else None
         self.buildah = Buildah(params.root, params.runroot, transport=self.remote)
@@ -185,6 +190,10 @@ class BuildahBackend(ImageBackend):
         #: the mounted working container's own changes (overlay upper folder), when steps run in
         #: it directly and the layout is known: it then goes on after a commit while they are small
         self._upper: Optional[str] = None
+        #: image ID -> the cache name a working container is started from: ``buildah from`` writes
+        #: the name it was given into the next image (history, base annotation), and a cache name
+        #: is the same on every machine, an image's first name is not
+        self._cache_name: dict[str, str] = {}
 
     @classmethod
     def run_under(cls, params: BuildahParams) -> Optional[list[str]]:
@@ -204,13 +213,31 @@ class BuildahBackend(ImageBackend):
 
     # -- names ---------------------------------------------------------------------------------
     def names(self) -> list[str]:
+        """The final image's names: its ``image`` and its ``tags``, templates rendered from the
+        git/CI context (a template the context does not fill gives no name). Never part of a key."""
         if self.target.feeds and self.params.image is None and not self.params.tags:
             return []  # a stage that only feeds other targets: its image stays in the layer cache
-        repo, tag = _split_tag(self.params.image or f"localhost/{self.target.name}")
-        return [f"{repo}:{tag}", *(f"{repo}:{t}" for t in self.params.tags if t != tag)]
+        image = self.params.image or f"localhost/{self.target.name}"
+        repo, tag = _split_tag(image)
+        templated = any(buildinfo.is_template(t) for t in self.params.tags)
+        tags = [buildinfo.render(t, self.session.build_info.source) if buildinfo.is_template(t) else t
+                for t in self.params.tags]
+        # with templates, an image named without a tag gets no implicit :latest ("latest if
+        # default_branch" says when it does), unless no tag applies at all
+        first = [tag] if not templated or image.rsplit("/", 1)[-1].count(":") else []
+        names = [f"{repo}:{t}" for t in dict.fromkeys([*first, *(t for t in tags if t)])]
+        return names or [f"{repo}:{tag}"]
+
+    def labels(self) -> dict[str, str]:
+        """The final image's labels: the OCI provenance labels from the git/CI context and the
+        pinned epoch, under the target's own ``labels`` (which win)."""
+        return {**self.session.build_info.labels(), **self.params.config.labels}
 
     def config_data(self) -> Any:
-        return self.params.config.key_data(canonical(self.params.config))
+        """What the final image's key holds besides its layers: the configuration, the labels
+        from the context, and the pinned date the final commit writes."""
+        return {**self.params.config.key_data(canonical(self.params.config)), "labels": self.labels(),
+                "(created)": self.session.build_info.epoch}
 
     def log(self, line: str) -> None:
         self.session.reporter.output(line, target=self.target.name, host=self.label, index=0)
@@ -276,12 +303,27 @@ class BuildahBackend(ImageBackend):
             return None  # a base source that did not say what its answer depends on
         return {"root": p.root, "runroot": p.runroot, "base": self._base_name, "base_id": self._base_ref,
                 "base_guards": self.base_guards, "image": image,
+                # a new commit, tag or SOURCE_DATE_EPOCH changes the final image's labels and date
+                "context": [str(self.session.recipe_dir or ""), self.session.build_info.fingerprint()],
                 "names": [*self.names(), f"{CACHE_REPO}:{keys[-1]}"]}
 
     @classmethod
     def fastpath_check(cls, records: Sequence[dict[str, Any]]) -> bool:
         stores: dict[tuple[Optional[str], Optional[str]], tuple[Buildah, list[dict[str, Any]]]] = {}
+        contexts: dict[str, Any] = {}  # one look at git per recipe folder
         for rec in records:
+            if "context" in rec:
+                import json
+                from pathlib import Path
+
+                from shlax_core import buildinfo
+
+                folder, fingerprint = rec["context"]
+                if folder not in contexts:
+                    now = buildinfo.of(Path(folder) if folder else None).fingerprint()
+                    contexts[folder] = json.loads(json.dumps(now))
+                if contexts[folder] != fingerprint:
+                    return False
             if rec["base_guards"]:  # a base source's host files (imported only then: kept cheap)
                 from shlax_core.filestate import signature
 
@@ -309,6 +351,7 @@ class BuildahBackend(ImageBackend):
             for name in image.get("names") or []:
                 if name in wanted:
                     found[wanted[name]] = image["id"]
+                    self._cache_name.setdefault(image["id"], name)
         if found and not self.plan:  # a plan changes nothing, layer use times included
             usage.touch(found)
         return found
@@ -376,7 +419,13 @@ class BuildahBackend(ImageBackend):
         self._made: list[str] = []
         self.steps = None
         self._upper = None
-        self.buildah("from", "--pull=never", f"--name={name}", "--", source)
+        self._carried = False
+        if source in self._adopted.values():  # pulled from a layer cache: named first, then started by name
+            for cache, image_id in self._adopted.items():
+                self._cache_name.setdefault(image_id, cache)
+            self._tag_adopted()
+        self.buildah("from", "--pull=never", f"--name={name}", "--",
+                     self._cache_name.get(source) or self._base_name_of(source))
         if image is not None and not bare and image != self._base_ref:
             self._reset_config(image)
         if self.direct() is None:
@@ -392,6 +441,13 @@ class BuildahBackend(ImageBackend):
             if key == name:
                 return value
         return chroot.DEFAULT_PATH if name == "PATH" else None
+
+    def _base_name_of(self, source: str) -> str:
+        """The base as the recipe names it (a reference, not a store's ID) when ``source`` is it."""
+        if source == self._base_ref and self._base_name and self._base_name != "scratch" \
+                and self.remote is None and resolve_local(self.images(), self._base_name, self.buildah) == source:
+            return self._base_name
+        return source
 
     def base_config(self) -> dict[str, Any]:
         """The base image's run configuration: every step layer carries it, steps run with it."""
@@ -612,11 +668,15 @@ class BuildahBackend(ImageBackend):
         self._drop_mountpoints()
         # the mounted container goes on to the next step while what it holds of its own is small
         # (one process a step: the commit); after a big step, --rm and a container made from the
-        # new layer, so later layers do not repeat its files (see shlax_buildah.upper)
+        # new layer, so later layers do not repeat its files (see shlax_buildah.upper). Layers are
+        # dated LAYER_EPOCH (docs/reproducible.md)
         keep = self._upper is not None and not upper.big(self._upper)
-        out = self.buildah("commit", "--quiet", *(() if keep else ("--rm",)), "--", self.container, name)
+        out = self.buildah("commit", *repro.commit_args(buildinfo.LAYER_EPOCH), "--quiet",
+                           *(() if keep else ("--rm",)), "--", self.container, name)
         image_id = out.output.strip().splitlines()[-1]
         usage.touch([key], image=image_id, **{k: v for k, v in meta.items() if k in ("target", "step")})
+        self._cache_name[image_id] = name
+        self._last_layer, self._carried = image_id, keep
         if keep:
             self._facts = None  # type: ignore[assignment]  # read again after a step, as in a new container
         else:
@@ -661,12 +721,20 @@ class BuildahBackend(ImageBackend):
                 claim.drop_container(name)
 
     def merges_last_step(self) -> bool:
-        """Always: the configuration is set on the last step's container and committed once; a
-        container later started from that layer is set back to the base's configuration."""
-        return True
+        """Never: the last step is committed as a layer like every other (dated
+        ``LAYER_EPOCH``), and the configuration on top of it, dated with the pinned epoch, in an
+        empty layer of its own. A configuration change (a label, a new commit's date) then
+        rebuilds only that commit, and gives the image a build from scratch gives
+        (docs/reproducible.md)."""
+        return False
 
     def finish(self, key: str, meta: Mapping[str, str], also: Sequence[str] = ()) -> str:
         assert self.container is not None
+        if getattr(self, "_carried", False):
+            # the configuration layer holds nothing: not the small steps the container carried
+            # (a configuration-only rebuild starts from the last layer too: the same image)
+            self._remove_container()
+            self.start(self._last_layer, bare=True)
         config = self.config_args()
         if config:
             self.buildah("config", *config, "--", self.container)
@@ -677,7 +745,8 @@ class BuildahBackend(ImageBackend):
                 "config is left out of the image (leave config.format unset, or set it to \"docker\", to keep it)"))
         name = f"{CACHE_REPO}:{key}"
         self._drop_mountpoints()
-        out = self.buildah("commit", "--quiet", "--rm", f"--format={c.image_format}", "--", self.container, name)
+        out = self.buildah("commit", *repro.commit_args(self.session.build_info.epoch), "--quiet", "--rm",
+                           f"--format={c.image_format}", "--", self.container, name)
         self.container = None
         image_id = out.output.strip().splitlines()[-1]
         if also:
@@ -699,7 +768,7 @@ class BuildahBackend(ImageBackend):
             args.append(f"--workingdir={c.workdir}")
         if c.user:
             args.append(f"--user={c.user}")
-        for k, v in c.labels.items():
+        for k, v in self.labels().items():
             args.append(f"--label={k}={v}")
         for port in c.ports:
             args.append(f"--port={port}")
@@ -757,6 +826,8 @@ class BuildahBackend(ImageBackend):
         index = store.read_index(root) if usable and b.transport is None else None
         layers = store.read_layers(root) if index is not None else None
         top = {i["id"]: i.get("layer") for i in index or []}
+        # when each image came into the store: its own `created` is pinned (docs/reproducible.md)
+        stored = store.stored_times(root, [i["id"] for i in images]) if index is not None else {}
         freeable = _freeable_parts(b) if layers is not None else None
         rows = []
         for image in images:
@@ -770,7 +841,7 @@ class BuildahBackend(ImageBackend):
                 layer, size = _top_layer(b, image["id"])
             for name in cache:
                 row = Layer(key=name.split(":", 1)[1], image=image["id"], name=name, size=size,
-                            layer=layer or image["id"], created=image.get("created"))
+                            layer=layer or image["id"], created=stored.get(image["id"]) or image.get("created"))
                 if freeable is not None:
                     row["parts"] = freeable.get(image["id"], {})
                 rows.append(row)

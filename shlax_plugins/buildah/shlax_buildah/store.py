@@ -86,6 +86,22 @@ def read_index(root: Optional[str] = None) -> Optional[list[dict[str, Any]]]:
              "layer": str(i.get("layer") or "")} for i in data]
 
 
+def stored_times(root: Optional[str], ids: list[str]) -> dict[str, float]:
+    """{image ID: when it was written to this store, Unix seconds} (its record folder's time).
+    Not the image's ``created``, which shlax pins (docs/reproducible.md): an image made today says
+    1970 there, and so does the store's index."""
+    where = _location(root)
+    out: dict[str, float] = {}
+    if where is None:
+        return out
+    for image in ids:
+        try:
+            out[image] = os.stat(f"{where}-images/{image}").st_mtime
+        except OSError:
+            pass
+    return out
+
+
 def read_layers(root: Optional[str] = None) -> Optional[dict[str, tuple[str, int]]]:
     """{layer id: (parent id or "", bytes of its own content)} of every storage layer, or None."""
     where = _location(root)

@@ -502,6 +502,29 @@ class Registry:
             return None
         return data, "sha256:" + hashlib.sha256(raw).hexdigest()
 
+    def descriptor(self, repo: str, reference: str) -> Optional[dict[str, Any]]:
+        """The OCI descriptor (mediaType, digest, size) of a manifest, or None when there is none:
+        what an artifact's ``subject`` names."""
+        resp, raw, data = self._document(f"/v2/{repo}/manifests/{reference}", f"repository:{repo}:pull",
+                                         answers.MANIFEST, f"the manifest {repo}:{reference}",
+                                         headers={"Accept": MANIFEST_TYPES}, ok=(200, 404))
+        if data is None:
+            return None
+        media_type = data.get("mediaType") or resp.headers.get("Content-Type", OCI_MANIFEST).split(";")[0]
+        return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(raw).hexdigest(), "size": len(raw)}
+
+    def referrers(self, repo: str, digest: str) -> Optional[list[dict[str, Any]]]:
+        """The descriptors of the artifacts referring to ``digest`` (OCI 1.1 referrers API), or
+        None when the registry does not serve that API (404): then the fallback tag
+        ``sha256-HEX`` holds them (see shlax_plugins/sbom)."""
+        _resp, _raw, data = self._document(f"/v2/{repo}/referrers/{_digest(digest)}", f"repository:{repo}:pull",
+                                           answers.MANIFEST, f"the referrers of {repo}@{digest}",
+                                           headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+                                           ok=(200, 404))
+        if data is None:
+            return None
+        return list(data.get("manifests") or [])
+
     def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str = OCI_MANIFEST) -> str:
         self._send("PUT", f"/v2/{repo}/manifests/{reference}", scope=f"repository:{repo}:pull,push",
                    data=body, headers={"Content-Type": media_type}, ok=(201,)).close()

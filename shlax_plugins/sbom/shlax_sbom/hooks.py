@@ -47,8 +47,9 @@ def shlax_image_built(backend: Any, image: str, keys: list[str]) -> None:
         # reading the image needs `buildah mount`, which needs root (or `buildah unshare`)
         _emit(backend, "info", "no SBOM at build time as non-root: run `buildah unshare shlax sbom IMAGE`")
         return
+    names = backend.names()  # none for a stage that only feeds other targets
     try:
-        text, path = sbom_image.sbom(image, _version(), argv0=list(b.argv0), name=backend.names()[0])
+        text, path = sbom_image.sbom(image, _version(), argv0=list(b.argv0), name=names[0] if names else None)
     except ShlaxError as exc:
         _emit(backend, "warning", f"no SBOM for {image[:12]}: {exc.message}")
         return

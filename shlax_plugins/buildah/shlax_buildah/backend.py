@@ -12,8 +12,8 @@ are big, the commit removes the container and the next one is made from the new 
 (:mod:`shlax_buildah.upper`). Anywhere else (a remote builder, ``isolation = "oci"``)
 steps go through ``buildah run`` and ``buildah add``, and the container is made again from each
 new layer, so every layer holds only its own step's changes (as ``buildah bud --layers`` does).
-The final image is the last step's commit with the target's configuration set on it (see
-:mod:`shlax_buildah.runconfig`).
+The final image is one more commit on the last step's layer: the target's configuration in an
+empty layer of its own (see :mod:`shlax_buildah.runconfig` and docs/reproducible.md).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,11 @@ from typing import Iterator, Optional
 import pytest
 
 import image_sweep
+
+# A suite started in the background by a non-interactive shell (`bash .ci/run &`) inherits SIGINT
+# ignored, and so would every shlax it starts (Python installs its Ctrl-C handler only where SIGINT
+# is not ignored): the tests that interrupt shlax with SIGINT need it delivered.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: the fixture modules, registered as pytest plugins (test modules import helpers from them, never
 #: fixtures); fixtures_hosts first, since the others import it

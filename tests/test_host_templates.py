@@ -177,7 +177,8 @@ def test_per_step_become_over_one_connection(ssh_fleet, tmp_path):
     assert h3.path("/srv/step3-user").read_text() == "root\n"
     lines = [e["line"] for e in events(proc.stdout) if e["event"] == "output"]
     assert lines == ["nosudo", "deploy"]
-    assert accepted(ssh_fleet, "h3") == before + 1  # one connection carried every step
+    # one connection carried every step (none when an earlier test's master to deploy@h3 still lives)
+    assert accepted(ssh_fleet, "h3") - before <= 1
     again = run_shlax("run", str(path), "--json")
     assert statuses(again.stdout)[1] == "ok"  # the copy check ran as root too
 
